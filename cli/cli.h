@@ -1,0 +1,22 @@
+/*
+ * cli.h - shared declarations of the `facepay` command: one function per subcommand (git style),
+ * plus the few helpers they share. Subcommands use only the public API in facepay.h.
+ */
+#ifndef FP_CLI_H
+#define FP_CLI_H
+
+#include "facepay.h"
+
+int cmd_models(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* Prints "facepay: <what>: <status>: <detail>" to stderr and returns 1. */
+int cli_error(const char *what, fp_status st);
+
+/* Path of the model manifest: $FACEPAY_MANIFEST, else the source tree's models/manifest. */
+const char *cli_manifest_path(void);
+
+/* Current monotonic time in milliseconds. */
+double cli_now_ms(void);
+
+#endif

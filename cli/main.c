@@ -1,0 +1,62 @@
+/*
+ * main.c - entry point of the `facepay` command: dispatches git-style subcommands.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+#ifndef FP_SOURCE_DIR
+#define FP_SOURCE_DIR "."
+#endif
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} commands[] = {
+    {"models", cmd_models, "list the models (source, licence, size, sha256, MACs) or verify them"},
+    {"bench", cmd_bench, "per-model latency: median of N runs, batch 1/20, 1 and 2 threads"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: facepay <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "  %-10s %s\n", "version", "print the version and the kernel set in use");
+    fprintf(f, "\nRun 'facepay <command> --help' for a command's options.\n");
+}
+
+int cli_error(const char *what, fp_status st) {
+    fprintf(stderr, "facepay: %s: %s: %s\n", what, fp_strerror(st), fp_last_error());
+    return 1;
+}
+
+const char *cli_manifest_path(void) {
+    const char *m = getenv("FACEPAY_MANIFEST");
+    return m && *m ? m : FP_SOURCE_DIR "/models/manifest";
+}
+
+double cli_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+        printf("facepay %s\n", fp_version());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "facepay: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
