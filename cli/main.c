@@ -18,6 +18,7 @@ static const struct {
     const char *help;
 } commands[] = {
     {"models", cmd_models, "list the models (source, licence, size, sha256, MACs) or verify them"},
+    {"analyze", cmd_analyze, "find and analyse faces: box, landmarks, pose, quality, liveness cues, embedding"},
     {"bench", cmd_bench, "per-model latency: median of N runs, batch 1/20, 1 and 2 threads"},
 };
 

@@ -166,6 +166,135 @@ fp_status fp_image_write_png(const fp_image *img, const char *path);
 
 void fp_image_release(fp_image *img);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Face analysis                                                                               */
+/* ------------------------------------------------------------------------------------------ */
+/* An fp_engine holds every loaded face model (immutable, shared by threads); an fp_session holds
+ * one thread's runners and scratch buffers. Coordinates are source-image pixels, x right, y down. */
+typedef struct fp_engine fp_engine;
+typedef struct fp_session fp_session;
+
+#define FP_MESH_POINTS 468
+#define FP_EMBEDDING_DIM 192
+#define FP_DESCRIPTOR_DIM 1024
+#define FP_MAX_BATCH 20
+
+typedef struct fp_engine_options {
+    const char *model_dir; /* NULL: fp_model_dir() */
+    int threads;           /* per session, >= 1 (default 1) */
+    int attributes;        /* load faceres (age, gender, 1024-d descriptor); default 1 */
+    int passive_liveness;  /* load antispoof + liveness models; default 1 */
+    int full_range;        /* load the full-range detector too (for distant faces); default 1 */
+} fp_engine_options;
+
+fp_engine_options fp_engine_options_default(void);
+fp_status fp_engine_new(const fp_engine_options *opts, fp_engine **out);
+void fp_engine_free(fp_engine *engine);
+fp_status fp_session_new(fp_engine *engine, fp_session **out);
+void fp_session_free(fp_session *session);
+
+typedef struct fp_pose {
+    float pitch, yaw, roll; /* degrees. yaw > 0: the subject turns to their left (face points to
+                               the image right); pitch > 0: chin up; roll > 0: head tilted clockwise
+                               on screen. See README "Head pose". */
+} fp_pose;
+
+/* Quality measures of one face and their pass/fail against fp_analyze_options thresholds. */
+typedef struct fp_quality {
+    float face_px;        /* inter-ocular-based face size: max(box w, h) in px */
+    float brightness;     /* mean luma of the face region, 0..255 */
+    float contrast;       /* std-dev of luma in the face region */
+    float sharpness;      /* variance of the Laplacian of the aligned 112x112 luma (blur: low) */
+    float exposure_dark;  /* fraction of face pixels with luma < 16 */
+    float exposure_bright;/* fraction of face pixels with luma > 240 */
+    float edge_margin;    /* distance of the face box from the nearest image edge, in face widths
+                             (negative = cut off) */
+    float occlusion;      /* 1 - face-presence score of the mesh model (high = occluded/not a face) */
+    int size_ok, brightness_ok, contrast_ok, sharpness_ok, exposure_ok, edge_ok, occlusion_ok,
+        pose_ok;
+    int pass;             /* all of the above */
+} fp_quality;
+
+typedef struct fp_liveness_cues {
+    float ear_left, ear_right; /* eye aspect ratio of the subject's left/right eye (open ~0.3) */
+    float mouth_open;          /* inner-lip gap / mouth width */
+    float gaze_x, gaze_y;      /* iris offset from the eye centre, in eye widths (+x image right) */
+    float antispoof;           /* antispoof model "real" score 0..1 (-1 if not run) */
+    float liveness_model;      /* liveness model "live" score 0..1 (-1 if not run) */
+    float score;               /* combined single-frame liveness score 0..1 (README "Liveness") */
+} fp_liveness_cues;
+
+typedef struct fp_face {
+    float box[4];             /* x, y, w, h of the detector box */
+    float score;              /* detector confidence */
+    float keypoints[6][2];    /* detector: right eye, left eye (image left/right), nose, mouth, ears */
+    float roi[5];             /* mesh ROI: cx, cy, w, h, angle (radians) */
+    float presence;           /* face-mesh face-presence score 0..1 */
+    float mesh[FP_MESH_POINTS][3]; /* 468 points, x y in px, z in px (scaled like x) */
+    float landmarks68[68][2]; /* 300-W-style 68-point subset of the mesh (README mapping) */
+    float iris[2][5][2];      /* [image-left eye, image-right eye][centre + 4 contour points] */
+    float eye_contour[2][71][2];
+    float landmarks5[5][2];   /* alignment points: eye centres (iris), nose tip, mouth corners */
+    float align[6];           /* similarity src -> 112x112 ArcFace crop, [a b tx; c d ty] */
+    fp_pose pose;
+    fp_quality quality;
+    fp_liveness_cues liveness;
+    float age;                /* years (-1 if attributes off) */
+    float gender_male;        /* P(male) 0..1 (-1 if off) */
+    int has_embedding;
+    float embedding[FP_EMBEDDING_DIM]; /* MobileFaceNet, L2-normalised */
+    int has_descriptor;
+    float descriptor[FP_DESCRIPTOR_DIM]; /* faceres descriptor (not normalised) */
+} fp_face;
+
+typedef struct fp_analyze_options {
+    int max_faces;          /* faces fully analysed (mesh, pose, ...), largest-central first; default 8 */
+    int full_range;         /* 1: full-range detector (distant faces); -1: auto (short range, then
+                               full range when nothing found); 0: short range only. Default -1 */
+    float score_threshold;  /* detector, default 0.5 */
+    float iou_threshold;    /* weighted NMS, default 0.3 */
+    int embedding;          /* compute MobileFaceNet embeddings, default 1 */
+    int flip_embedding;     /* average with the mirrored crop's embedding, default 1 */
+    int attributes;         /* age/gender/descriptor, default 1 (if the engine has faceres) */
+    int passive_liveness;   /* antispoof/liveness models, default 1 (if loaded) */
+    /* frontal gate, degrees */
+    float max_yaw, max_pitch, max_roll;          /* 25, 20, 30 */
+    /* quality gates (SeetaFace6-style defaults, README "Quality") */
+    float min_face_px;                           /* 80 */
+    float min_brightness, max_brightness;        /* 70, 210 */
+    float min_contrast;                          /* 20 */
+    float min_sharpness;                         /* 30 */
+    float max_exposure_fraction;                 /* 0.25 */
+    float min_edge_margin;                       /* 0.0 */
+    float max_occlusion;                         /* 0.5 */
+} fp_analyze_options;
+
+fp_analyze_options fp_analyze_options_default(void);
+
+/* Per-stage wall time of the last fp_analyze call, milliseconds. */
+typedef struct fp_timings {
+    double detect, mesh, iris, pose_quality, align, embed, attributes, liveness, total;
+} fp_timings;
+
+/* Finds and analyses the faces of one image. faces[] receives up to `cap` faces, ordered with the
+ * payment candidate first (largest, most central); *n_faces is the number of faces *detected*
+ * (may exceed cap: the terminal uses it to refuse crowded frames). No face is not an error. */
+fp_status fp_analyze(fp_session *s, const fp_image *img, const fp_analyze_options *opts,
+                     fp_face *faces, int cap, int *n_faces, fp_timings *timings);
+
+/* Embeds up to FP_MAX_BATCH already-aligned 112x112 RGB faces in one batched call. */
+fp_status fp_embed_aligned(fp_session *s, const fp_image *aligned, int n, int flip,
+                           float (*embeddings)[FP_EMBEDDING_DIM]);
+
+/* Aligned 112x112 RGB crop of an analysed face (ArcFace template). */
+fp_status fp_face_aligned_crop(const fp_image *img, const fp_face *face, fp_image *out);
+
+/* Cosine similarity of two embeddings. */
+float fp_cosine(const float *a, const float *b, int dim);
+
+/* Draws boxes, landmarks, iris and pose axes of the faces onto img (for --draw). */
+void fp_draw_faces(fp_image *img, const fp_face *faces, int n);
+
 #ifdef __cplusplus
 }
 #endif

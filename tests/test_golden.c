@@ -241,22 +241,6 @@ static void test_mobilefacenet_batch20(void **state) {
     fp_model_free(m);
 }
 
-/* The repaired TF.js MobileFaceNet graph shipped with the reference loads and matches its golden. */
-static void test_mobilefacenet_fixed_tfjs(void **state) {
-    (void)state;
-    const char *p = tu_shared_path("reference/models/mobilefacenet-fixed.json");
-    TU_REQUIRE(p, "../shared/reference/models/mobilefacenet-fixed.json");
-    fp_model *m = NULL;
-    assert_int_equal(fp_model_load(p, &m), FP_OK);
-    static const char *const out[] = {"embeddings"};
-    for (size_t i = 0; i < sizeof images / sizeof images[0]; i++) {
-        char dir[4096];
-        snprintf(dir, sizeof dir, "%s/%s", tu_shared_path("reference/golden"), images[i]);
-        check_case(m, dir, "mobilefacenet_fixed", out, 1, 1);
-    }
-    fp_model_free(m);
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_detector_tflite),
@@ -270,7 +254,6 @@ int main(void) {
         cmocka_unit_test(test_faceres_tfjs),
         cmocka_unit_test(test_antispoof_tfjs),
         cmocka_unit_test(test_liveness_tfjs),
-        cmocka_unit_test(test_mobilefacenet_fixed_tfjs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,10 +6,25 @@
  * declared size against the limits before allocating anything and turns truncated or corrupt
  * data into FP_ERR_FORMAT instead of returning a partly-grey picture:
  *  - JPEG: the scan data must end with an EOI marker (a truncated file never does), fatal
- *    libjpeg errors fail, and so does every libjpeg warning except "extraneous bytes before
- *    marker", which many cameras produce on otherwise intact files. libjpeg would otherwise
- *    silently pad a damaged image with grey, and a face payment must not run on guessed pixels.
+ *    libjpeg errors fail, and so does every libjpeg warning ("premature end of data", "bad
+ *    Huffman code", ...) except "extraneous bytes before marker", which many cameras produce on
+ *    otherwise intact files. libjpeg would otherwise pad a damaged image with grey, and a face
+ *    payment must not run on guessed pixels.
  *  - PNG: everything up to and including IEND is read and CRC-checked.
+ *
+ * Full-size YCbCr and gray JPEGs are decoded to exactly the pixels of jpeg-js, the reference's
+ * decoder (jpegjs.c: libjpeg parses, the IDCT/upsampling/colour steps are jpeg-js's), so model
+ * inputs match the golden tensors bit for bit. libjpeg's own output would differ by up to 30
+ * levels at colour edges (fancy upsampling) and still by 1..3 in ~6 % of the values with
+ * nearest chroma and jpeg-js's colour formulas.
+ *
+ * DCT scaling happens only when limits->target_max_side > 0 (0 = "never downscale", as
+ * facepay.h documents): then the smallest turbojpeg factor whose longer side still reaches the
+ * target is used, reduced further if the result is still above max_pixels. Progressive JPEGs are
+ * never scaled into the limit, because libjpeg keeps their full-size coefficients in memory.
+ *
+ * NV12 frames are converted with BT.601 full-range (JFIF) coefficients, the convention of
+ * Android camera frames and of JPEG itself.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -23,7 +38,6 @@
 #include "core/core.h"
 #include "image/image.h"
 
-#define MP(px) ((double)(px) / 1e6)
 
 fp_image_limits fp_image_limits_default(void) {
     fp_image_limits l;
@@ -54,10 +68,20 @@ fp_status fp_image_new(int w, int h, fp_image *out) {
     return FP_OK;
 }
 
-/* The pixel-limit refusal, worded the same for every format. */
-static fp_status too_large(int64_t w, int64_t h, int64_t max_pixels, const char *extra) {
-    return fp_fail(FP_ERR_TOO_LARGE, "image %lldx%lld = %.4g MP exceeds the %.4g MP limit%s",
-                   (long long)w, (long long)h, MP(w * h), MP(max_pixels), extra);
+/* Megapixels for messages: "400", "40", "5.243", "0.003072" (never 1e+04). */
+static void fmt_mp(char *s, size_t n, double px) {
+    const double mp = px / 1e6;
+    snprintf(s, n, mp >= 1000 ? "%.0f" : "%.4g", mp);
+}
+
+/* The pixel-limit refusal, worded the same for every format. Sizes come straight from headers,
+ * so up to 2^32 - 1 each: the product is formed in double. */
+static fp_status too_large(uint64_t w, uint64_t h, int64_t max_pixels, const char *extra) {
+    char a[32], b[32];
+    fmt_mp(a, sizeof a, (double)w * (double)h);
+    fmt_mp(b, sizeof b, (double)max_pixels);
+    return fp_fail(FP_ERR_TOO_LARGE, "image %llux%llu = %s MP exceeds the %s MP limit%s", (unsigned long long)w,
+                   (unsigned long long)h, a, b, extra);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -184,9 +208,6 @@ static uint8_t *apply_orientation(const uint8_t *src, int w, int h, int o, int *
     return dst;
 }
 
-/* jpeg-js clampTo8bit followed by a Uint8Array store (which truncates) */
-static uint8_t trunc_u8(double v) { return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v); }
-
 /* libjpeg reports damage as warnings and goes on with grey fill; see the policy at the top. */
 static fp_status jpeg_check(tjhandle tj, int rc) {
     if (rc == 0) return FP_OK;
@@ -195,67 +216,12 @@ static fp_status jpeg_check(tjhandle tj, int rc) {
     return fp_fail(FP_ERR_FORMAT, "JPEG: corrupt data: %s", msg);
 }
 
-/* Images that are not plain YCbCr/gray (RGB, or a subsampling turbojpeg cannot name): libjpeg's
- * own conversion, with the chroma replicated like jpeg-js rather than interpolated. */
+/* DCT-scaled images and those jpegjs.c does not take (RGB colour space, arithmetic coding...):
+ * libjpeg's own conversion, with the chroma replicated like jpeg-js rather than interpolated. */
 static fp_status jpeg_decode_rgb(tjhandle tj, const uint8_t *data, size_t len, int w, int h,
                                  uint8_t *rgb) {
     return jpeg_check(tj, tjDecompress2(tj, data, (unsigned long)len, rgb, w, 0, h, TJPF_RGB,
                                         TJFLAG_FASTUPSAMPLE | TJFLAG_ACCURATEDCT));
-}
-
-/* YCbCr/gray: libjpeg gives the component planes (IDCT only) and the upsampling and colour
- * conversion are done the way jpeg-js 0.4.4, the reference's decoder, does them: nearest chroma
- * sample, float BT.601 full-range formulas, clamp, then truncation (a Uint8Array store). libjpeg's
- * rounded fixed-point conversion would differ from the reference by up to 3 in half of the pixels;
- * this way only the IDCT differs (about 5 % of the values, by 1..3). */
-static fp_status jpeg_decode_yuv(tjhandle tj, const uint8_t *data, size_t len, int ss, int w,
-                                 int h, uint8_t *rgb) {
-    const int np = ss == TJSAMP_GRAY ? 1 : 3;
-    unsigned char *planes[3] = {NULL, NULL, NULL};
-    int strides[3] = {0, 0, 0}, ph[3] = {0, 0, 0};
-    fp_status st = FP_OK;
-    for (int i = 0; i < np && st == FP_OK; i++) {
-        strides[i] = tjPlaneWidth(i, w, ss);
-        ph[i] = tjPlaneHeight(i, h, ss);
-        if (strides[i] <= 0 || ph[i] <= 0) st = fp_fail(FP_ERR_FORMAT, "JPEG: bad plane size");
-        else if (!(planes[i] = malloc((size_t)strides[i] * (size_t)ph[i])))
-            st = fp_fail(FP_ERR_NOMEM, "JPEG: cannot allocate a %dx%d plane", strides[i], ph[i]);
-    }
-    if (st == FP_OK)
-        st = jpeg_check(tj, tjDecompressToYUVPlanes(tj, data, (unsigned long)len, planes, w, strides, h,
-                                                    TJFLAG_ACCURATEDCT));
-    if (st == FP_OK && np == 1) {
-        for (int y = 0; y < h; y++) {
-            const uint8_t *py = planes[0] + (size_t)y * strides[0];
-            uint8_t *d = rgb + (size_t)y * w * 3;
-            for (int x = 0; x < w; x++) d[3 * x] = d[3 * x + 1] = d[3 * x + 2] = py[x];
-        }
-    } else if (st == FP_OK) {
-        /* same double expressions as jpeg-js, tabulated per chroma value */
-        double cr_r[256], cb_g[256], cr_g[256], cb_b[256];
-        for (int c = 0; c < 256; c++) {
-            cr_r[c] = 1.402 * (c - 128);
-            cb_g[c] = 0.3441363 * (c - 128);
-            cr_g[c] = 0.71413636 * (c - 128);
-            cb_b[c] = 1.772 * (c - 128);
-        }
-        const int sx = tjMCUWidth[ss] / 8, sy = tjMCUHeight[ss] / 8;
-        for (int y = 0; y < h; y++) {
-            const uint8_t *py = planes[0] + (size_t)y * strides[0];
-            const uint8_t *pb = planes[1] + (size_t)(y / sy) * strides[1];
-            const uint8_t *pr = planes[2] + (size_t)(y / sy) * strides[2];
-            uint8_t *d = rgb + (size_t)y * w * 3;
-            for (int x = 0; x < w; x++) {
-                const double Y = py[x];
-                const int cb = pb[x / sx], cr = pr[x / sx];
-                d[3 * x] = trunc_u8(Y + cr_r[cr]);
-                d[3 * x + 1] = trunc_u8(Y - cb_g[cb] - cr_g[cr]);
-                d[3 * x + 2] = trunc_u8(Y + cb_b[cb]);
-            }
-        }
-    }
-    for (int i = 0; i < 3; i++) free(planes[i]);
-    return st;
 }
 
 static fp_status decode_jpeg(const uint8_t *data, size_t len, const fp_image_limits *lim,
@@ -327,9 +293,13 @@ static fp_status decode_jpeg(const uint8_t *data, size_t len, const fp_image_lim
         tjDestroy(tj);
         return fp_fail(FP_ERR_NOMEM, "JPEG: cannot allocate %dx%d pixels", sw, sh);
     }
-    const int yuv = (cs == TJCS_YCbCr || cs == TJCS_GRAY) && subsamp >= 0 && subsamp < TJ_NUMSAMP;
-    fp_status st = yuv ? jpeg_decode_yuv(tj, data, len, subsamp, sw, sh, pix)
-                       : jpeg_decode_rgb(tj, data, len, sw, sh, pix);
+    /* Full-size YCbCr/gray: the reference decoder's exact pixels (jpegjs.c). Anything jpeg-js
+     * would not decode that way, and every DCT-scaled decode (the reference never scales),
+     * goes through libjpeg's own conversion. */
+    fp_status st = FP_ERR_UNSUPPORTED;
+    if ((cs == TJCS_YCbCr || cs == TJCS_GRAY) && best.num == best.denom)
+        st = fp_jpeg_decode_jpegjs(data, len, sw, sh, pix);
+    if (st == FP_ERR_UNSUPPORTED) st = jpeg_decode_rgb(tj, data, len, sw, sh, pix);
     tjDestroy(tj);
     if (st != FP_OK) {
         free(pix);
@@ -428,6 +398,12 @@ static int png_read_all(png_ctx *c) {
 
 static fp_status decode_png(const uint8_t *data, size_t len, const fp_image_limits *lim,
                             fp_image *out) {
+    /* IHDR must come first: refuse an oversized image from its header alone, even when the file
+     * is cut right after it (libpng would only get to the size after the following chunks). */
+    if (len >= 24 && memcmp(data + 12, "IHDR", 4) == 0) {
+        const uint64_t w = rd32(data + 16, 0), h = rd32(data + 20, 0);
+        if (w * h > (uint64_t)lim->max_pixels) return too_large(w, h, lim->max_pixels, "");
+    }
     png_ctx c;
     memset(&c, 0, sizeof c);
     c.data = data;
@@ -439,6 +415,7 @@ static fp_status decode_png(const uint8_t *data, size_t len, const fp_image_limi
         png_destroy_read_struct(&c.png, NULL, NULL);
         return fp_fail(FP_ERR_NOMEM, "PNG: cannot create a decoder");
     }
+    png_set_user_limits(c.png, PNG_UINT_31_MAX, PNG_UINT_31_MAX); /* our pixel limit decides */
     const int failed = png_read_all(&c);
     png_destroy_read_struct(&c.png, &c.info, NULL);
     free(c.rows);

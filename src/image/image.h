@@ -12,6 +12,7 @@
 #ifndef FP_IMAGE_H
 #define FP_IMAGE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "facepay.h"
@@ -116,5 +117,10 @@ void fp_draw_rect(fp_image *img, double x0, double y0, double x1, double y1, uin
 void fp_draw_rotated_rect(fp_image *img, const fp_rect *r, uint32_t color, int thickness);
 /* Filled disc of the given radius centred on (cx, cy) (a landmark dot). */
 void fp_draw_circle(fp_image *img, double cx, double cy, double radius, uint32_t color);
+
+/* Decoder-internal (jpegjs.c, used by decode.c): decodes a full-size YCbCr or gray JPEG of
+ * w x h into rgb with exactly jpeg-js 0.4.4's pixels. FP_ERR_UNSUPPORTED (no message) means
+ * "not a file jpeg-js would decode this way, use libjpeg's own conversion". */
+fp_status fp_jpeg_decode_jpegjs(const uint8_t *data, size_t len, int w, int h, uint8_t *rgb);
 
 #endif /* FP_IMAGE_H */

@@ -49,7 +49,7 @@ fp_status fp_model_load_tflite_memory(const void *data, size_t size, fp_model **
     fp_status st = nn_load_tflite(data, size, &g, err, sizeof err);
     if (st) {
         nn_graph_free(g);
-        return fp_fail(st, "tflite: %s", err);
+        return fp_fail(st, "%s", err);
     }
     return finish(g, st, "tflite", err, out);
 }
@@ -63,7 +63,7 @@ fp_status fp_model_load_tfjs_memory(const char *json, size_t json_len, const voi
     fp_status st = nn_load_tfjs(json, json_len, weights ? weights : "", weights_len, &g, err, sizeof err);
     if (st) {
         nn_graph_free(g);
-        return fp_fail(st, "tfjs: %s", err);
+        return fp_fail(st, "%s", err);
     }
     return finish(g, st, "tfjs", err, out);
 }

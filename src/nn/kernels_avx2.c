@@ -1,0 +1,594 @@
+/*
+ * kernels_avx2.c - AVX2/FMA versions of the runtime's hot loops: the GEMM behind CONV2D and FC,
+ * the depthwise convolution and the element-wise ops. Compiled with -mavx2 -mfma -mf16c; kernels.c
+ * calls into this file only after checking the CPU at run time.
+ *
+ * GEMM design and measurement: see the note at nn_gemm_avx2 (filled from bench/bench_kernels).
+ */
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "nn/kernels.h"
+
+#if defined(__AVX2__) && defined(__FMA__)
+
+const int nn_avx2_compiled = 1;
+
+#define AI static inline __attribute__((always_inline))
+
+static const int32_t g_mask_tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+/* Lane mask with the first n (0..8) lanes set. */
+AI __m256i tail_mask(int n) { return _mm256_loadu_si256((const __m256i *)(g_mask_tab + 8 - n)); }
+
+AI __m256 act_v(__m256 v, nn_act act, __m256 slope) {
+    const __m256 zero = _mm256_setzero_ps();
+    switch (act) {
+    case NN_ACT_RELU: return _mm256_max_ps(v, zero);
+    case NN_ACT_RELU6: return _mm256_min_ps(_mm256_max_ps(v, zero), _mm256_set1_ps(6.0f));
+    case NN_ACT_LEAKY:
+    case NN_ACT_PRELU:
+        return _mm256_blendv_ps(v, _mm256_mul_ps(v, slope), _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+    default: return v;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* GEMM                                                                                            */
+/* ---------------------------------------------------------------------------------------------- */
+/* Loads/stores one output row of a 16-wide tile of which nv (1..16) columns are real. */
+AI void load_row16(const float *c, int nv, __m256 *v0, __m256 *v1) {
+    if (nv >= 16) {
+        *v0 = _mm256_loadu_ps(c);
+        *v1 = _mm256_loadu_ps(c + 8);
+    } else if (nv > 8) {
+        *v0 = _mm256_loadu_ps(c);
+        *v1 = _mm256_maskload_ps(c + 8, tail_mask(nv - 8));
+    } else {
+        *v0 = _mm256_maskload_ps(c, tail_mask(nv));
+        *v1 = _mm256_setzero_ps();
+    }
+}
+
+AI void store_row16(float *c, int nv, __m256 v0, __m256 v1) {
+    if (nv >= 16) {
+        _mm256_storeu_ps(c, v0);
+        _mm256_storeu_ps(c + 8, v1);
+    } else if (nv > 8) {
+        _mm256_storeu_ps(c, v0);
+        _mm256_maskstore_ps(c + 8, tail_mask(nv - 8), v1);
+    } else {
+        _mm256_maskstore_ps(c, tail_mask(nv), v0);
+    }
+}
+
+AI __m256 load8(const float *c, int nv) {
+    return nv >= 8 ? _mm256_loadu_ps(c) : _mm256_maskload_ps(c, tail_mask(nv));
+}
+
+AI void store8(float *c, int nv, __m256 v) {
+    if (nv >= 8)
+        _mm256_storeu_ps(c, v);
+    else
+        _mm256_maskstore_ps(c, tail_mask(nv), v);
+}
+
+/* Per-call constants of one GEMM tile. */
+typedef struct tile_ctx {
+    size_t lda, ldc;
+    int kc, nv, first, last;
+    const float *bias, *alpha;
+    nn_act act;
+    float leaky;
+} tile_ctx;
+
+/* mr x 16 tile: 12 accumulators + 2 B vectors + 1 broadcast = 15 of the 16 ymm registers.
+ * mr is a constant at every call site, so the unused rows vanish. */
+#define ROW16(r)                                                                                   \
+    if (mr > r) {                                                                                  \
+        const __m256 av = _mm256_broadcast_ss(a##r + k);                                           \
+        c##r##0 = _mm256_fmadd_ps(av, b0, c##r##0);                                                 \
+        c##r##1 = _mm256_fmadd_ps(av, b1, c##r##1);                                                 \
+    }
+
+AI void ukr16(const int mr, const tile_ctx *t, const float *a, const float *b, float *c) {
+    const __m256 bi0 = _mm256_loadu_ps(t->bias), bi1 = _mm256_loadu_ps(t->bias + 8);
+    __m256 c00 = bi0, c01 = bi1, c10 = bi0, c11 = bi1, c20 = bi0, c21 = bi1;
+    __m256 c30 = bi0, c31 = bi1, c40 = bi0, c41 = bi1, c50 = bi0, c51 = bi1;
+    const size_t lda = t->lda, ldc = t->ldc;
+    const int nv = t->nv;
+    if (!t->first) {
+        if (mr > 0) load_row16(c + 0 * ldc, nv, &c00, &c01);
+        if (mr > 1) load_row16(c + 1 * ldc, nv, &c10, &c11);
+        if (mr > 2) load_row16(c + 2 * ldc, nv, &c20, &c21);
+        if (mr > 3) load_row16(c + 3 * ldc, nv, &c30, &c31);
+        if (mr > 4) load_row16(c + 4 * ldc, nv, &c40, &c41);
+        if (mr > 5) load_row16(c + 5 * ldc, nv, &c50, &c51);
+    }
+    const float *a0 = a, *a1 = mr > 1 ? a + lda : a, *a2 = mr > 2 ? a + 2 * lda : a;
+    const float *a3 = mr > 3 ? a + 3 * lda : a, *a4 = mr > 4 ? a + 4 * lda : a;
+    const float *a5 = mr > 5 ? a + 5 * lda : a;
+    const int kc = t->kc;
+#pragma GCC unroll 4
+    for (int k = 0; k < kc; k++) {
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        b += 16;
+        ROW16(0) ROW16(1) ROW16(2) ROW16(3) ROW16(4) ROW16(5)
+    }
+    if (t->last && t->act != NN_ACT_NONE) {
+        __m256 s0 = _mm256_set1_ps(t->leaky), s1 = s0;
+        if (t->alpha) {
+            s0 = _mm256_loadu_ps(t->alpha);
+            s1 = _mm256_loadu_ps(t->alpha + 8);
+        }
+        const nn_act act = t->act;
+        c00 = act_v(c00, act, s0), c01 = act_v(c01, act, s1);
+        if (mr > 1) c10 = act_v(c10, act, s0), c11 = act_v(c11, act, s1);
+        if (mr > 2) c20 = act_v(c20, act, s0), c21 = act_v(c21, act, s1);
+        if (mr > 3) c30 = act_v(c30, act, s0), c31 = act_v(c31, act, s1);
+        if (mr > 4) c40 = act_v(c40, act, s0), c41 = act_v(c41, act, s1);
+        if (mr > 5) c50 = act_v(c50, act, s0), c51 = act_v(c51, act, s1);
+    }
+    if (mr > 0) store_row16(c + 0 * ldc, nv, c00, c01);
+    if (mr > 1) store_row16(c + 1 * ldc, nv, c10, c11);
+    if (mr > 2) store_row16(c + 2 * ldc, nv, c20, c21);
+    if (mr > 3) store_row16(c + 3 * ldc, nv, c30, c31);
+    if (mr > 4) store_row16(c + 4 * ldc, nv, c40, c41);
+    if (mr > 5) store_row16(c + 5 * ldc, nv, c50, c51);
+}
+
+/* mr x 8 tile for a last panel of 8 channels (e.g. 24 = 16 + 8 channels). */
+#define ROW8(r)                                                                                    \
+    if (mr > r) c##r = _mm256_fmadd_ps(_mm256_broadcast_ss(a##r + k), b0, c##r);
+
+AI void ukr8(const int mr, const tile_ctx *t, const float *a, const float *b, float *c) {
+    const __m256 bi = _mm256_loadu_ps(t->bias);
+    __m256 c0 = bi, c1 = bi, c2 = bi, c3 = bi, c4 = bi, c5 = bi;
+    const size_t lda = t->lda, ldc = t->ldc;
+    const int nv = t->nv;
+    if (!t->first) {
+        if (mr > 0) c0 = load8(c + 0 * ldc, nv);
+        if (mr > 1) c1 = load8(c + 1 * ldc, nv);
+        if (mr > 2) c2 = load8(c + 2 * ldc, nv);
+        if (mr > 3) c3 = load8(c + 3 * ldc, nv);
+        if (mr > 4) c4 = load8(c + 4 * ldc, nv);
+        if (mr > 5) c5 = load8(c + 5 * ldc, nv);
+    }
+    const float *a0 = a, *a1 = mr > 1 ? a + lda : a, *a2 = mr > 2 ? a + 2 * lda : a;
+    const float *a3 = mr > 3 ? a + 3 * lda : a, *a4 = mr > 4 ? a + 4 * lda : a;
+    const float *a5 = mr > 5 ? a + 5 * lda : a;
+    const int kc = t->kc;
+#pragma GCC unroll 4
+    for (int k = 0; k < kc; k++) {
+        const __m256 b0 = _mm256_loadu_ps(b);
+        b += 8;
+        ROW8(0) ROW8(1) ROW8(2) ROW8(3) ROW8(4) ROW8(5)
+    }
+    if (t->last && t->act != NN_ACT_NONE) {
+        const __m256 s = t->alpha ? _mm256_loadu_ps(t->alpha) : _mm256_set1_ps(t->leaky);
+        c0 = act_v(c0, t->act, s);
+        if (mr > 1) c1 = act_v(c1, t->act, s);
+        if (mr > 2) c2 = act_v(c2, t->act, s);
+        if (mr > 3) c3 = act_v(c3, t->act, s);
+        if (mr > 4) c4 = act_v(c4, t->act, s);
+        if (mr > 5) c5 = act_v(c5, t->act, s);
+    }
+    if (mr > 0) store8(c + 0 * ldc, nv, c0);
+    if (mr > 1) store8(c + 1 * ldc, nv, c1);
+    if (mr > 2) store8(c + 2 * ldc, nv, c2);
+    if (mr > 3) store8(c + 3 * ldc, nv, c3);
+    if (mr > 4) store8(c + 4 * ldc, nv, c4);
+    if (mr > 5) store8(c + 5 * ldc, nv, c5);
+}
+
+static void tile16(int mr, const tile_ctx *t, const float *a, const float *b, float *c) {
+    switch (mr) {
+    case 6: ukr16(6, t, a, b, c); break;
+    case 5: ukr16(5, t, a, b, c); break;
+    case 4: ukr16(4, t, a, b, c); break;
+    case 3: ukr16(3, t, a, b, c); break;
+    case 2: ukr16(2, t, a, b, c); break;
+    default: ukr16(1, t, a, b, c); break;
+    }
+}
+
+static void tile8(int mr, const tile_ctx *t, const float *a, const float *b, float *c) {
+    switch (mr) {
+    case 6: ukr8(6, t, a, b, c); break;
+    case 5: ukr8(5, t, a, b, c); break;
+    case 4: ukr8(4, t, a, b, c); break;
+    case 3: ukr8(3, t, a, b, c); break;
+    case 2: ukr8(2, t, a, b, c); break;
+    default: ukr8(1, t, a, b, c); break;
+    }
+}
+
+/* Cache blocking: a block of GEMM_MC rows of A (MC x kc floats) is reused from L1/L2 across all
+ * panels, and one B panel (kc x 16 floats, <= 16 KB) stays in L1 across the block's tiles. K is
+ * split evenly into chunks of at most GEMM_KC so a 16-wide panel chunk never exceeds 16 KB. */
+#ifndef GEMM_MC
+#define GEMM_MC 72
+#endif
+#ifndef GEMM_KC
+#define GEMM_KC 256
+#endif
+
+void nn_gemm_avx2(const nn_gemm_args *g, int m0, int m1, int p0, int p1) {
+    const nn_packed *w = g->w;
+    const int K = w->k;
+    const int nkb = (K + GEMM_KC - 1) / GEMM_KC;
+    const int kstep = (K + nkb - 1) / nkb;
+    tile_ctx t = {.lda = g->lda, .ldc = g->ldc, .act = g->act, .leaky = g->leaky};
+    for (int mb = m0; mb < m1; mb += GEMM_MC) {
+        const int me = mb + GEMM_MC < m1 ? mb + GEMM_MC : m1;
+        for (int kb = 0; kb < K; kb += kstep) {
+            t.kc = K - kb < kstep ? K - kb : kstep;
+            t.first = kb == 0;
+            t.last = kb + t.kc == K;
+            for (int p = p0; p < p1; p++) {
+                const int j0 = p * NN_NR;
+                const int wd = w->npad - j0 < NN_NR ? w->npad - j0 : NN_NR;
+                t.nv = w->n - j0 < wd ? w->n - j0 : wd;
+                t.bias = w->bias + j0;
+                t.alpha = w->alpha ? w->alpha + j0 : NULL;
+                const float *bp = w->b + (size_t)j0 * K + (size_t)kb * wd;
+                for (int m = mb; m < me; m += NN_MR) {
+                    const int mr = me - m < NN_MR ? me - m : NN_MR;
+                    const float *a = g->a + (size_t)m * g->lda + kb;
+                    float *c = g->c + (size_t)m * g->ldc + j0;
+                    if (wd == NN_NR)
+                        tile16(mr, &t, a, bp, c);
+                    else
+                        tile8(mr, &t, a, bp, c);
+                }
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Depthwise convolution                                                                           */
+/* ---------------------------------------------------------------------------------------------- */
+/* One output pixel over taps ky0..ky1 x kx0..kx1 (the ones inside the image), four channel blocks
+ * at a time so four FMA chains are in flight. */
+static void dw_px1(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ix0,
+                   int kx0, int kx1, float *o) {
+    const nn_packed *wt = d->wt;
+    const int C = d->c, Cp = wt->npad, W = d->w, kw = d->kw;
+    const __m256 lk = _mm256_set1_ps(d->leaky);
+    int cb = 0;
+    for (; cb + 32 <= C; cb += 32) {
+        __m256 a0 = _mm256_loadu_ps(wt->bias + cb), a1 = _mm256_loadu_ps(wt->bias + cb + 8);
+        __m256 a2 = _mm256_loadu_ps(wt->bias + cb + 16), a3 = _mm256_loadu_ps(wt->bias + cb + 24);
+        for (int ky = ky0; ky < ky1; ky++) {
+            const float *xr = xn + ((size_t)(iy0 + ky * d->dh) * W + ix0) * C + cb;
+            const float *wr = wt->b + (size_t)ky * kw * Cp + cb;
+            for (int kx = kx0; kx < kx1; kx++) {
+                const float *xp = xr + (size_t)kx * d->dw * C, *wp = wr + (size_t)kx * Cp;
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(xp), _mm256_loadu_ps(wp), a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 8), _mm256_loadu_ps(wp + 8), a1);
+                a2 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 16), _mm256_loadu_ps(wp + 16), a2);
+                a3 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 24), _mm256_loadu_ps(wp + 24), a3);
+            }
+        }
+        const float *al = wt->alpha ? wt->alpha + cb : NULL;
+        _mm256_storeu_ps(o + cb, act_v(a0, d->act, al ? _mm256_loadu_ps(al) : lk));
+        _mm256_storeu_ps(o + cb + 8, act_v(a1, d->act, al ? _mm256_loadu_ps(al + 8) : lk));
+        _mm256_storeu_ps(o + cb + 16, act_v(a2, d->act, al ? _mm256_loadu_ps(al + 16) : lk));
+        _mm256_storeu_ps(o + cb + 24, act_v(a3, d->act, al ? _mm256_loadu_ps(al + 24) : lk));
+    }
+    for (; cb < C; cb += 8) {
+        const int nc = C - cb < 8 ? C - cb : 8;
+        const __m256i m = tail_mask(nc);
+        __m256 acc = _mm256_loadu_ps(wt->bias + cb);
+        for (int ky = ky0; ky < ky1; ky++) {
+            const float *xr = xn + ((size_t)(iy0 + ky * d->dh) * W + ix0) * C + cb;
+            const float *wr = wt->b + (size_t)ky * kw * Cp + cb;
+            for (int kx = kx0; kx < kx1; kx++) {
+                const float *xp = xr + (size_t)kx * d->dw * C;
+                const __m256 xv = nc == 8 ? _mm256_loadu_ps(xp) : _mm256_maskload_ps(xp, m);
+                acc = _mm256_fmadd_ps(xv, _mm256_loadu_ps(wr + (size_t)kx * Cp), acc);
+            }
+        }
+        acc = act_v(acc, d->act, wt->alpha ? _mm256_loadu_ps(wt->alpha + cb) : lk);
+        store8(o + cb, nc, acc);
+    }
+}
+
+/* Four horizontally adjacent interior pixels (all taps inside the image columns; rows ky0..ky1
+ * inside): one weight load feeds four FMAs. kw is a constant at the specialised call sites. */
+AI void dw_px4(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ox, float *o,
+               const int kw) {
+    const nn_packed *wt = d->wt;
+    const int C = d->c, Cp = wt->npad, W = d->w;
+    const size_t xstep = (size_t)d->sw * C, dstep = (size_t)d->dw * C;
+    const int ix0 = ox * d->sw - d->pad_l;
+    const __m256 lk = _mm256_set1_ps(d->leaky);
+    const int cfull = C & ~7;
+    for (int cb = 0; cb < cfull; cb += 8) {
+        const __m256 bias = _mm256_loadu_ps(wt->bias + cb);
+        __m256 acc0 = bias, acc1 = bias, acc2 = bias, acc3 = bias;
+        for (int ky = ky0; ky < ky1; ky++) {
+            const float *xr = xn + ((size_t)(iy0 + ky * d->dh) * W + ix0) * C + cb;
+            const float *wr = wt->b + (size_t)ky * kw * Cp + cb;
+#pragma GCC unroll 8
+            for (int kx = 0; kx < kw; kx++) {
+                const __m256 wv = _mm256_loadu_ps(wr + (size_t)kx * Cp);
+                const float *xp = xr + kx * dstep;
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(xp), wv, acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + xstep), wv, acc1);
+                acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 2 * xstep), wv, acc2);
+                acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 3 * xstep), wv, acc3);
+            }
+        }
+        const __m256 s = wt->alpha ? _mm256_loadu_ps(wt->alpha + cb) : lk;
+        _mm256_storeu_ps(o + cb, act_v(acc0, d->act, s));
+        _mm256_storeu_ps(o + C + cb, act_v(acc1, d->act, s));
+        _mm256_storeu_ps(o + 2 * C + cb, act_v(acc2, d->act, s));
+        _mm256_storeu_ps(o + 3 * C + cb, act_v(acc3, d->act, s));
+    }
+    if (cfull < C) {
+        const int cb = cfull, nc = C - cb;
+        const __m256i m = tail_mask(nc);
+        const __m256 bias = _mm256_loadu_ps(wt->bias + cb);
+        __m256 acc0 = bias, acc1 = bias, acc2 = bias, acc3 = bias;
+        for (int ky = ky0; ky < ky1; ky++) {
+            const float *xr = xn + ((size_t)(iy0 + ky * d->dh) * W + ix0) * C + cb;
+            const float *wr = wt->b + (size_t)ky * kw * Cp + cb;
+            for (int kx = 0; kx < kw; kx++) {
+                const __m256 wv = _mm256_loadu_ps(wr + (size_t)kx * Cp);
+                const float *xp = xr + kx * dstep;
+                acc0 = _mm256_fmadd_ps(_mm256_maskload_ps(xp, m), wv, acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_maskload_ps(xp + xstep, m), wv, acc1);
+                acc2 = _mm256_fmadd_ps(_mm256_maskload_ps(xp + 2 * xstep, m), wv, acc2);
+                acc3 = _mm256_fmadd_ps(_mm256_maskload_ps(xp + 3 * xstep, m), wv, acc3);
+            }
+        }
+        const __m256 s = wt->alpha ? _mm256_loadu_ps(wt->alpha + cb) : lk;
+        _mm256_maskstore_ps(o + cb, m, act_v(acc0, d->act, s));
+        _mm256_maskstore_ps(o + C + cb, m, act_v(acc1, d->act, s));
+        _mm256_maskstore_ps(o + 2 * C + cb, m, act_v(acc2, d->act, s));
+        _mm256_maskstore_ps(o + 3 * C + cb, m, act_v(acc3, d->act, s));
+    }
+}
+
+/* Eight horizontally adjacent interior pixels for undilated kernels with stride S and width kw
+ * (all constants at the call sites): pixel i, tap kx reads input column i*S + kx, so each input
+ * vector is loaded once and feeds every tap that uses it (13 loads for 24 FMAs at 3x3 s1 instead
+ * of 36). 8 accumulators + kw weights + 1 input stay in registers for kw <= 5. */
+AI void dw_px8(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ox, float *o,
+               const int S, const int kw) {
+    const nn_packed *wt = d->wt;
+    const int C = d->c, Cp = wt->npad, W = d->w;
+    const int ix0 = ox * S - d->pad_l;
+    const __m256 lk = _mm256_set1_ps(d->leaky);
+    for (int cb = 0; cb < C; cb += 8) {
+        const int nc = C - cb < 8 ? C - cb : 8;
+        const __m256i m = tail_mask(nc);
+        const __m256 bias = _mm256_loadu_ps(wt->bias + cb);
+        __m256 acc[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) acc[i] = bias;
+        for (int ky = ky0; ky < ky1; ky++) {
+            const float *xr = xn + ((size_t)(iy0 + ky * d->dh) * W + ix0) * C + cb;
+            const float *wr = wt->b + (size_t)ky * kw * Cp + cb;
+            __m256 wv[5];
+#pragma GCC unroll 5
+            for (int kx = 0; kx < kw; kx++) wv[kx] = _mm256_loadu_ps(wr + (size_t)kx * Cp);
+            if (nc == 8) {
+#pragma GCC unroll 24
+                for (int j = 0; j < 7 * S + kw; j++) {
+                    const __m256 xv = _mm256_loadu_ps(xr + (size_t)j * C);
+#pragma GCC unroll 5
+                    for (int kx = 0; kx < kw; kx++)
+                        if ((j - kx) % S == 0 && j - kx >= 0 && (j - kx) / S < 8)
+                            acc[(j - kx) / S] = _mm256_fmadd_ps(xv, wv[kx], acc[(j - kx) / S]);
+                }
+            } else {
+#pragma GCC unroll 24
+                for (int j = 0; j < 7 * S + kw; j++) {
+                    const __m256 xv = _mm256_maskload_ps(xr + (size_t)j * C, m);
+#pragma GCC unroll 5
+                    for (int kx = 0; kx < kw; kx++)
+                        if ((j - kx) % S == 0 && j - kx >= 0 && (j - kx) / S < 8)
+                            acc[(j - kx) / S] = _mm256_fmadd_ps(xv, wv[kx], acc[(j - kx) / S]);
+                }
+            }
+        }
+        const __m256 s = wt->alpha ? _mm256_loadu_ps(wt->alpha + cb) : lk;
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) store8(o + (size_t)i * C + cb, nc, act_v(acc[i], d->act, s));
+    }
+}
+
+static void dw_px8_s1k3(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ox,
+                        float *o) {
+    dw_px8(d, xn, iy0, ky0, ky1, ox, o, 1, 3);
+}
+static void dw_px8_s2k3(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ox,
+                        float *o) {
+    dw_px8(d, xn, iy0, ky0, ky1, ox, o, 2, 3);
+}
+static void dw_px8_s1k5(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ox,
+                        float *o) {
+    dw_px8(d, xn, iy0, ky0, ky1, ox, o, 1, 5);
+}
+static void dw_px8_s2k5(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ox,
+                        float *o) {
+    dw_px8(d, xn, iy0, ky0, ky1, ox, o, 2, 5);
+}
+
+static void dw_px4_k3(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ox,
+                      float *o) {
+    dw_px4(d, xn, iy0, ky0, ky1, ox, o, 3);
+}
+static void dw_px4_k5(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ox,
+                      float *o) {
+    dw_px4(d, xn, iy0, ky0, ky1, ox, o, 5);
+}
+static void dw_px4_kn(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ox,
+                      float *o) {
+    dw_px4(d, xn, iy0, ky0, ky1, ox, o, d->kw);
+}
+
+void nn_dw_avx2(const nn_dw_args *d, int r0, int r1) {
+    const int C = d->c, OW = d->ow;
+    typedef void (*px_fn)(const nn_dw_args *, const float *, int, int, int, int, float *);
+    px_fn px4 = d->kw == 3 ? dw_px4_k3 : d->kw == 5 ? dw_px4_k5 : dw_px4_kn, px8 = NULL;
+    if (d->dw == 1 && (d->sw == 1 || d->sw == 2) && (d->kw == 3 || d->kw == 5))
+        px8 = d->sw == 1 ? (d->kw == 3 ? dw_px8_s1k3 : dw_px8_s1k5)
+                         : (d->kw == 3 ? dw_px8_s2k3 : dw_px8_s2k5);
+    /* Output columns whose taps are all inside the image: [oxa, oxb). */
+    int oxa = (d->pad_l + d->sw - 1) / d->sw;
+    int lim = d->w - 1 - (d->kw - 1) * d->dw + d->pad_l;
+    int oxb = lim >= 0 ? lim / d->sw + 1 : 0;
+    if (oxa > OW) oxa = OW;
+    if (oxb > OW) oxb = OW;
+    if (oxb < oxa) oxb = oxa;
+    for (int r = r0; r < r1; r++) {
+        const int n = r / d->oh, oy = r % d->oh;
+        const float *xn = d->x + (size_t)n * d->h * d->w * C;
+        float *yr = d->y + (size_t)r * OW * C;
+        const int iy0 = oy * d->sh - d->pad_t;
+        int ky0 = 0, ky1 = d->kh;
+        while (ky0 < ky1 && iy0 + ky0 * d->dh < 0) ky0++;
+        while (ky1 > ky0 && iy0 + (ky1 - 1) * d->dh >= d->h) ky1--;
+        for (int ox = 0; ox < OW;) {
+            const int ix0 = ox * d->sw - d->pad_l;
+            if (px8 && ox >= oxa && ox + 8 <= oxb) {
+                px8(d, xn, iy0, ky0, ky1, ox, yr + (size_t)ox * C);
+                ox += 8;
+                continue;
+            }
+            if (ox >= oxa && ox + 4 <= oxb) {
+                px4(d, xn, iy0, ky0, ky1, ox, yr + (size_t)ox * C);
+                ox += 4;
+                continue;
+            }
+            int kx0 = 0, kx1 = d->kw;
+            while (kx0 < kx1 && ix0 + kx0 * d->dw < 0) kx0++;
+            while (kx1 > kx0 && ix0 + (kx1 - 1) * d->dw >= d->w) kx1--;
+            dw_px1(d, xn, iy0, ky0, ky1, ix0, kx0, kx1, yr + (size_t)ox * C);
+            ox++;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Element-wise                                                                                    */
+/* ---------------------------------------------------------------------------------------------- */
+AI __m256 bin_v(nn_op_type op, __m256 x, __m256 z) {
+    switch (op) {
+    case NN_OP_ADD: return _mm256_add_ps(x, z);
+    case NN_OP_SUB: return _mm256_sub_ps(x, z);
+    case NN_OP_MUL: return _mm256_mul_ps(x, z);
+    case NN_OP_DIV: return _mm256_div_ps(x, z);
+    case NN_OP_MIN: return _mm256_min_ps(x, z);
+    case NN_OP_MAX: return _mm256_max_ps(x, z);
+    case NN_OP_PRELU:
+        return _mm256_blendv_ps(x, _mm256_mul_ps(x, z),
+                                _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+    default: return x;
+    }
+}
+
+AI void bin_loop(nn_op_type op, nn_act act, const float *a, const int sa, const float *b,
+                 const int sb, float *o, size_t n) {
+    const __m256 va = _mm256_set1_ps(a[0]), vb = _mm256_set1_ps(b[0]), zero = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = sa ? _mm256_loadu_ps(a + i) : va, z = sb ? _mm256_loadu_ps(b + i) : vb;
+        _mm256_storeu_ps(o + i, act_v(bin_v(op, x, z), act, zero));
+    }
+    if (i < n) {
+        const __m256i m = tail_mask((int)(n - i));
+        __m256 x = sa ? _mm256_maskload_ps(a + i, m) : va;
+        __m256 z = sb ? _mm256_maskload_ps(b + i, m) : vb;
+        _mm256_maskstore_ps(o + i, m, act_v(bin_v(op, x, z), act, zero));
+    }
+}
+
+AI void bin_strides(nn_op_type op, nn_act act, const float *a, int sa, const float *b, int sb,
+                    float *o, size_t n) {
+    if (sa && sb)
+        bin_loop(op, act, a, 1, b, 1, o, n);
+    else if (sa)
+        bin_loop(op, act, a, 1, b, 0, o, n);
+    else if (sb)
+        bin_loop(op, act, a, 0, b, 1, o, n);
+    else
+        bin_loop(op, act, a, 0, b, 0, o, n);
+}
+
+void nn_binary_avx2(nn_op_type op, nn_act act, const float *a, int sa, const float *b, int sb,
+                    float *o, size_t n) {
+    switch (op) {
+    case NN_OP_ADD: bin_strides(NN_OP_ADD, act, a, sa, b, sb, o, n); break;
+    case NN_OP_SUB: bin_strides(NN_OP_SUB, act, a, sa, b, sb, o, n); break;
+    case NN_OP_MUL: bin_strides(NN_OP_MUL, act, a, sa, b, sb, o, n); break;
+    case NN_OP_DIV: bin_strides(NN_OP_DIV, act, a, sa, b, sb, o, n); break;
+    case NN_OP_MIN: bin_strides(NN_OP_MIN, act, a, sa, b, sb, o, n); break;
+    case NN_OP_MAX: bin_strides(NN_OP_MAX, act, a, sa, b, sb, o, n); break;
+    case NN_OP_PRELU: bin_strides(NN_OP_PRELU, NN_ACT_NONE, a, sa, b, sb, o, n); break;
+    default: break;
+    }
+}
+
+AI __m256 un_v(nn_op_type op, __m256 x, __m256 alpha) {
+    const __m256 zero = _mm256_setzero_ps();
+    switch (op) {
+    case NN_OP_RELU: return _mm256_max_ps(x, zero);
+    case NN_OP_RELU6: return _mm256_min_ps(_mm256_max_ps(x, zero), _mm256_set1_ps(6.0f));
+    case NN_OP_ABS: return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+    case NN_OP_NEG: return _mm256_xor_ps(_mm256_set1_ps(-0.0f), x);
+    case NN_OP_SQRT: return _mm256_sqrt_ps(x);
+    case NN_OP_RSQRT: return _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_sqrt_ps(x));
+    case NN_OP_SQUARE: return _mm256_mul_ps(x, x);
+    case NN_OP_LEAKY_RELU:
+        return _mm256_blendv_ps(x, _mm256_mul_ps(x, alpha), _mm256_cmp_ps(x, zero, _CMP_LT_OQ));
+    default: return x;
+    }
+}
+
+AI void un_loop(nn_op_type op, const float *x, float *y, size_t n, float alpha) {
+    const __m256 al = _mm256_set1_ps(alpha);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, un_v(op, _mm256_loadu_ps(x + i), al));
+    if (i < n) {
+        const __m256i m = tail_mask((int)(n - i));
+        _mm256_maskstore_ps(y + i, m, un_v(op, _mm256_maskload_ps(x + i, m), al));
+    }
+}
+
+int nn_unary_avx2(nn_op_type op, const float *x, float *y, size_t n, float alpha) {
+    switch (op) {
+    case NN_OP_RELU: un_loop(NN_OP_RELU, x, y, n, alpha); return 1;
+    case NN_OP_RELU6: un_loop(NN_OP_RELU6, x, y, n, alpha); return 1;
+    case NN_OP_ABS: un_loop(NN_OP_ABS, x, y, n, alpha); return 1;
+    case NN_OP_NEG: un_loop(NN_OP_NEG, x, y, n, alpha); return 1;
+    case NN_OP_SQRT: un_loop(NN_OP_SQRT, x, y, n, alpha); return 1;
+    case NN_OP_RSQRT: un_loop(NN_OP_RSQRT, x, y, n, alpha); return 1;
+    case NN_OP_SQUARE: un_loop(NN_OP_SQUARE, x, y, n, alpha); return 1;
+    case NN_OP_LEAKY_RELU: un_loop(NN_OP_LEAKY_RELU, x, y, n, alpha); return 1;
+    default: return 0;
+    }
+}
+
+#else /* built without AVX2/FMA (non-x86 or a compiler without the flags): never selected */
+
+const int nn_avx2_compiled = 0;
+
+void nn_gemm_avx2(const nn_gemm_args *g, int m0, int m1, int p0, int p1) {
+    nn_gemm_scalar(g, m0, m1, p0, p1);
+}
+void nn_dw_avx2(const nn_dw_args *d, int r0, int r1) { nn_dw_scalar(d, r0, r1); }
+void nn_binary_avx2(nn_op_type op, nn_act act, const float *a, int sa, const float *b, int sb,
+                    float *o, size_t n) {
+    (void)op, (void)act, (void)a, (void)sa, (void)b, (void)sb, (void)o, (void)n;
+}
+int nn_unary_avx2(nn_op_type op, const float *x, float *y, size_t n, float alpha) {
+    (void)op, (void)x, (void)y, (void)n, (void)alpha;
+    return 0;
+}
+
+#endif
