@@ -17,7 +17,7 @@
 #include "nn/nn.h"
 
 /* ---------------------------------------------------------------------------------------------- */
-/* A forward-only flatbuffer writer: parents are written before children, so every uoffset points  */
+/* A forward-only flatbuffer writer: parents are written before children, so every uoffset points */
 /* forward as the format requires, and children patch their parent's offset slot.                 */
 /* ---------------------------------------------------------------------------------------------- */
 typedef struct wb {
@@ -129,7 +129,7 @@ static size_t wb_offvec(wb *w, int n) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Model specs                                                                                     */
+/* Model specs                                                                                    */
 /* ---------------------------------------------------------------------------------------------- */
 enum { T_F32 = 0, T_F16 = 1, T_I32 = 2, T_U8 = 3, T_I64 = 4, T_BOOL = 6, T_I8 = 9 };
 
@@ -248,7 +248,8 @@ static uint8_t *build(const mspec *s, size_t *len, marks *mk) {
     wb_ref(&w, sp[3], ov);
     for (int i = 0; i < s->n_ops; i++) {
         const mop *o = &s->ops[i];
-        wf of[] = {{0, 4, (uint64_t)i}, {1, 0, 0}, {2, 0, 0}, {3, 1, (uint64_t)o->opt_type}, {4, 0, 0}};
+        wf of[] = {
+            {0, 4, (uint64_t)i}, {1, 0, 0}, {2, 0, 0}, {3, 1, (uint64_t)o->opt_type}, {4, 0, 0}};
         size_t op[5];
         size_t ot = wb_table(&w, 5, of, o->opt_type ? 5 : 3, op);
         if (i == 0) m.op0 = ot;
@@ -288,7 +289,8 @@ static uint8_t *build(const mspec *s, size_t *len, marks *mk) {
     return w.b;
 }
 
-static mtensor tensor(const char *name, int type, int buffer, int ndim, int d0, int d1, int d2, int d3) {
+static mtensor tensor(const char *name, int type, int buffer, int ndim, int d0, int d1, int d2,
+                      int d3) {
     mtensor t;
     memset(&t, 0, sizeof t);
     t.name = name;
@@ -395,7 +397,8 @@ static void spec_concat_relu(mspec *s) {
     s->out[0] = 2;
 }
 
-/* RESHAPE [1,2,4] -> [1,8] with the target only in the options, written [1,-1] as BlazeFace does. */
+/* RESHAPE [1,2,4] -> [1,8] with the target only in the options, written [1,-1] as BlazeFace does.
+ */
 static void spec_reshape_opts(mspec *s) {
     memset(s, 0, sizeof *s);
     s->n_t = 2;
@@ -566,9 +569,9 @@ static void spec_shape_ops(mspec *s) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Helpers                                                                                         */
+/* Helpers                                                                                        */
 /* ---------------------------------------------------------------------------------------------- */
-/* Loads from an exact-size heap copy so ASan sees any read past the end. */
+/* Loads from an exact-size heap copy so ASan sees any read past the end.                         */
 static fp_status load(const uint8_t *bytes, size_t len, nn_graph **g, char *err, size_t errlen) {
     uint8_t *copy = malloc(len ? len : 1);
     assert_non_null(copy);
@@ -599,7 +602,8 @@ static void expect_fail(const mspec *s, fp_status want, const char *needle) {
     char err[512];
     fp_status st = load_spec(s, &g, err, sizeof err);
     if (st != want || (needle && !strstr(err, needle)))
-        fprintf(stderr, "got status %d (%s), want %d with \"%s\"\n", st, err, want, needle ? needle : "");
+        fprintf(stderr, "got status %d (%s), want %d with \"%s\"\n", st, err, want,
+                needle ? needle : "");
     assert_int_equal(st, want);
     if (needle) assert_non_null(strstr(err, needle));
 }
@@ -609,7 +613,8 @@ static void expect_fail_bytes(const uint8_t *b, size_t len, fp_status want, cons
     char err[512];
     fp_status st = load(b, len, &g, err, sizeof err);
     if (st != want || (needle && !strstr(err, needle)))
-        fprintf(stderr, "got status %d (%s), want %d with \"%s\"\n", st, err, want, needle ? needle : "");
+        fprintf(stderr, "got status %d (%s), want %d with \"%s\"\n", st, err, want,
+                needle ? needle : "");
     assert_int_equal(st, want);
     if (needle) assert_non_null(strstr(err, needle));
 }
@@ -1042,7 +1047,7 @@ static void test_hostile_handmade(void **state) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Tests: the real models                                                                          */
+/* Tests: the real models                                                                         */
 /* ---------------------------------------------------------------------------------------------- */
 typedef struct model_expect {
     const char *file;
@@ -1060,22 +1065,80 @@ typedef struct model_expect {
 
 /* From `node tools/analyze-tflite.js <file>` in the reference tree. */
 static const model_expect k_models[] = {
-    {"face_detection_short_range.tflite", 164, 74, 101478, 1, "input", {1, 128, 128, 3}, 2,
-     {"regressors", "classificators"}, {3, 3}, {{1, 896, 16}, {1, 896, 1}},
-     {[NN_OP_ADD] = 16, [NN_OP_CONCAT] = 2, [NN_OP_CONV2D] = 21, [NN_OP_DWCONV2D] = 16,
-      [NN_OP_MAXPOOL] = 3, [NN_OP_PAD] = 11, [NN_OP_RELU] = 17, [NN_OP_RESHAPE] = 4}},
-    {"face_detection_full_range.tflite", 354, 178, 514139, 1, "input", {1, 192, 192, 3}, 2,
-     {"reshaped_regressor_face_4", "reshaped_classifier_face_4"}, {3, 3}, {{1, 2304, 16}, {1, 2304, 1}},
-     {[NN_OP_ADD] = 23, [NN_OP_CONV2D] = 49, [NN_OP_DWCONV2D] = 40, [NN_OP_MAXPOOL] = 4,
-      [NN_OP_PAD] = 8, [NN_OP_RELU] = 47, [NN_OP_RESHAPE] = 2, [NN_OP_RESIZE_BILINEAR] = 3}},
-    {"face_landmark.tflite", 210, 113, 604709, 1, "input_1", {1, 192, 192, 3}, 2,
-     {"conv2d_21", "conv2d_31"}, {4, 4}, {{1, 1, 1, 1404}, {1, 1, 1, 1}},
-     {[NN_OP_ADD] = 20, [NN_OP_CONV2D] = 25, [NN_OP_DWCONV2D] = 20, [NN_OP_MAXPOOL] = 6,
-      [NN_OP_PAD] = 3, [NN_OP_PRELU] = 23}},
-    {"MobileFaceNet.tflite", 230, 0, 1292994, 2, "input", {2, 112, 112, 3}, 1,
-     {"embeddings", NULL}, {2, 0}, {{2, 192}, {0}},
-     {[NN_OP_ABS] = 33, [NN_OP_ADD] = 45, [NN_OP_CONV2D] = 35, [NN_OP_DWCONV2D] = 17,
-      [NN_OP_MUL] = 33, [NN_OP_RELU] = 33, [NN_OP_RESHAPE] = 1, [NN_OP_SUB] = 33}},
+    {"face_detection_short_range.tflite",
+     164,
+     74,
+     101478,
+     1,
+     "input",
+     {1, 128, 128, 3},
+     2,
+     {"regressors", "classificators"},
+     {3, 3},
+     {{1, 896, 16}, {1, 896, 1}},
+     {[NN_OP_ADD] = 16,
+      [NN_OP_CONCAT] = 2,
+      [NN_OP_CONV2D] = 21,
+      [NN_OP_DWCONV2D] = 16,
+      [NN_OP_MAXPOOL] = 3,
+      [NN_OP_PAD] = 11,
+      [NN_OP_RELU] = 17,
+      [NN_OP_RESHAPE] = 4}},
+    {"face_detection_full_range.tflite",
+     354,
+     178,
+     514139,
+     1,
+     "input",
+     {1, 192, 192, 3},
+     2,
+     {"reshaped_regressor_face_4", "reshaped_classifier_face_4"},
+     {3, 3},
+     {{1, 2304, 16}, {1, 2304, 1}},
+     {[NN_OP_ADD] = 23,
+      [NN_OP_CONV2D] = 49,
+      [NN_OP_DWCONV2D] = 40,
+      [NN_OP_MAXPOOL] = 4,
+      [NN_OP_PAD] = 8,
+      [NN_OP_RELU] = 47,
+      [NN_OP_RESHAPE] = 2,
+      [NN_OP_RESIZE_BILINEAR] = 3}},
+    {"face_landmark.tflite",
+     210,
+     113,
+     604709,
+     1,
+     "input_1",
+     {1, 192, 192, 3},
+     2,
+     {"conv2d_21", "conv2d_31"},
+     {4, 4},
+     {{1, 1, 1, 1404}, {1, 1, 1, 1}},
+     {[NN_OP_ADD] = 20,
+      [NN_OP_CONV2D] = 25,
+      [NN_OP_DWCONV2D] = 20,
+      [NN_OP_MAXPOOL] = 6,
+      [NN_OP_PAD] = 3,
+      [NN_OP_PRELU] = 23}},
+    {"MobileFaceNet.tflite",
+     230,
+     0,
+     1292994,
+     2,
+     "input",
+     {2, 112, 112, 3},
+     1,
+     {"embeddings", NULL},
+     {2, 0},
+     {{2, 192}, {0}},
+     {[NN_OP_ABS] = 33,
+      [NN_OP_ADD] = 45,
+      [NN_OP_CONV2D] = 35,
+      [NN_OP_DWCONV2D] = 17,
+      [NN_OP_MUL] = 33,
+      [NN_OP_RELU] = 33,
+      [NN_OP_RESHAPE] = 1,
+      [NN_OP_SUB] = 33}},
 };
 
 static double now_ms(void) {
@@ -1103,8 +1166,8 @@ static void check_model(const model_expect *e) {
     int total = 0;
     for (int t = 0; t < NN_OP_COUNT; t++) {
         if (count_ops(g, (nn_op_type)t) != e->counts[t])
-            fprintf(stderr, "%s: op type %d: %d, want %d\n", e->file, t, count_ops(g, (nn_op_type)t),
-                    e->counts[t]);
+            fprintf(stderr, "%s: op type %d: %d, want %d\n", e->file, t,
+                    count_ops(g, (nn_op_type)t), e->counts[t]);
         assert_int_equal(count_ops(g, (nn_op_type)t), e->counts[t]);
         total += e->counts[t];
     }
@@ -1195,7 +1258,7 @@ static void test_model_antispoofing_unsupported(void **state) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Tests: damaged real model                                                                       */
+/* Tests: damaged real model                                                                      */
 /* ---------------------------------------------------------------------------------------------- */
 static void test_truncated_real_model(void **state) {
     (void)state;
@@ -1264,7 +1327,8 @@ static void test_flipped_bytes_real_model(void **state) {
         } else if (st == FP_ERR_FORMAT) {
             format++;
         } else {
-            if (st != FP_ERR_UNSUPPORTED) fprintf(stderr, "trial %d: status %d (%s)\n", trial, st, err);
+            if (st != FP_ERR_UNSUPPORTED)
+                fprintf(stderr, "trial %d: status %d (%s)\n", trial, st, err);
             assert_int_equal(st, FP_ERR_UNSUPPORTED);
             unsupported++;
         }

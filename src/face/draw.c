@@ -20,19 +20,13 @@ void fp_draw_faces(fp_image *img, const fp_face *faces, int n) {
         for (int k = 0; k < 68; k++) fp_draw_circle(img, f->landmarks68[k][0], f->landmarks68[k][1], dot, 0x00ffff);
         for (int e = 0; e < 2; e++) fp_draw_circle(img, f->iris[e][0][0], f->iris[e][0][1], dot * 1.5, 0xff00ff);
         for (int k = 0; k < 5; k++) fp_draw_circle(img, f->landmarks5[k][0], f->landmarks5[k][1], dot * 1.5, 0xff0000);
-        /* pose axes from the nose tip: rotate unit axes by yaw (y), pitch (x), roll (z) and project
-         * orthographically; x red (subject's left), y green (down), z blue (towards the camera). */
-        double p = f->pose.pitch * M_PI / 180, y = f->pose.yaw * M_PI / 180, r = f->pose.roll * M_PI / 180;
-        double cp = cos(p), sp = sin(p), cy = cos(y), sy = sin(y), cr = cos(r), sr = sin(r);
-        /* R = Rz(roll) * Ry(yaw) * Rx(pitch), in image axes (x right, y down, z towards the viewer) */
-        double R[3][3] = {{cr * cy, cr * sy * sp - sr * cp, cr * sy * cp + sr * sp},
-                          {sr * cy, sr * sy * sp + cr * cp, sr * sy * cp - cr * sp},
-                          {-sy, cy * sp, cy * cp}};
+        /* pose axes from the nose tip: the head frame (x to the subject's left, y up, z out of the face
+         * towards the camera, see geometry.h) projected orthographically, y flipped for the image. */
+        double R[9];
+        fp_pose_to_matrix(&f->pose, R);
         double ox = f->mesh[1][0], oy = f->mesh[1][1], len = scale * 0.5;
         uint32_t col[3] = {0xff0000, 0x00ff00, 0x0000ff};
-        for (int a = 0; a < 3; a++) {
-            double ax = R[0][a], ay = R[1][a];
-            fp_draw_line(img, ox, oy, ox + len * ax, oy + len * ay, col[a], th + 1);
-        }
+        for (int a = 0; a < 3; a++)
+            if (R[a] == R[a]) fp_draw_line(img, ox, oy, ox + len * R[a], oy - len * R[3 + a], col[a], th + 1);
     }
 }

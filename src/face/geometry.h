@@ -35,8 +35,8 @@
  *   Mesh3d { VertexType vertex_type = 1; PrimitiveType primitive_type = 2;
  *            repeated float vertex_buffer = 3; repeated uint32 index_buffer = 4; }
  *   WeightedLandmarkRef { uint32 landmark_id = 1; float weight = 2; }
- * (the brief had fields 1 and 2 swapped; the file stores the repeated scalars UNpacked, one tag per
- * value, and a conforming reader must accept packed too, so both are read). */
+ * (field numbers read off the bytes: canonical_mesh is 1, the basis 2. The file stores the repeated
+ * scalars UNpacked, one tag per value; a conforming reader must accept packed too: both are read.) */
 typedef struct fp_canonical {
     float vertex[FP_MESH_POINTS][3]; /* model frame, cm */
     float uv[FP_MESH_POINTS][2];     /* texture coordinates 0..1 */
@@ -66,7 +66,7 @@ void fp_canonical_free(fp_canonical *c);
  *   pitch > 0: chin up, the nose moves up in the image;
  *   roll  > 0: the head tilts clockwise on screen (the image-right eye goes down).
  * The x-z-y order is the order the reference's construction decomposes in, so the two methods differ
- * only by how the head frame is estimated, never by the angle bookkeeping. */
+ * only by how the head frame is estimated (and by the reference's opposite pitch/yaw signs, below). */
 void fp_pose_from_matrix(const double R[9], fp_pose *out);
 void fp_pose_to_matrix(const fp_pose *pose, double R[9]);
 
@@ -88,12 +88,14 @@ fp_status fp_similarity_fit3(const double (*src)[3], const double (*dst)[3], con
 fp_status fp_head_pose(const float mesh[FP_MESH_POINTS][3], const fp_canonical *c, fp_pose *out,
                        float R[9]);
 
-/* The reference's pose (README step 5, @vladmandic/human angles.ts) from landmarks 10, 152, 234, 454,
- * computed in double exactly as lib/pipeline.js headPose() does (NaN on degenerate input). CAUTION: its signs are the
- * reference's, not fp_pose's: pitch and yaw are NEGATED relative to the convention above (reference
- * pitch > 0 = chin down, yaw > 0 = nose to the image left); roll agrees. It also reads about 0.7 deg
- * more chin-down than the rigid fit at rest, because landmark 10 sits 0.22 cm further forward than
- * 152 in the canonical face. */
+/* The reference's pose (README step 5, @vladmandic/human angles.ts) from landmarks 10, 152, 234,
+ * 454, computed in double exactly as lib/pipeline.js headPose() does (NaN on degenerate input).
+ * CAUTION: its signs are the reference's, not fp_pose's: pitch and yaw are NEGATED relative to the
+ * convention above (reference pitch > 0 = chin down, yaw > 0 = nose to the image left); roll agrees.
+ * At rest it reads about 0.7 deg more chin-down than the rigid fit, because landmark 10 sits 0.22 cm
+ * further forward than 152 in the canonical face; and it follows the chin (152), which moves when the
+ * mouth opens, while the rigid fit weights mostly upper-face and cheek landmarks (of its 33 only
+ * 136/365 lie on the jaw). */
 fp_status fp_head_pose_reference(const float mesh[FP_MESH_POINTS][3], fp_pose *out);
 
 /* ------------------------------------------------------------------------------------------ */

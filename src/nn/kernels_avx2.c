@@ -356,8 +356,8 @@ AI void dw_px4(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, 
  * (all constants at the call sites): pixel i, tap kx reads input column i*S + kx, so each input
  * vector is loaded once and feeds every tap that uses it (13 loads for 24 FMAs at 3x3 s1 instead
  * of 36). 8 accumulators + kw weights + 1 input stay in registers for kw <= 5. */
-AI void dw_px8(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ox, float *o,
-               const int S, const int kw) {
+AI void dw_pxn(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ox, float *o,
+               const int N, const int S, const int kw) {
     const nn_packed *wt = d->wt;
     const int C = d->c, Cp = wt->npad, W = d->w;
     const int ix0 = ox * S - d->pad_l;
@@ -368,7 +368,7 @@ AI void dw_px8(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, 
         const __m256 bias = _mm256_loadu_ps(wt->bias + cb);
         __m256 acc[8];
 #pragma GCC unroll 8
-        for (int i = 0; i < 8; i++) acc[i] = bias;
+        for (int i = 0; i < N; i++) acc[i] = bias;
         for (int ky = ky0; ky < ky1; ky++) {
             const float *xr = xn + ((size_t)(iy0 + ky * d->dh) * W + ix0) * C + cb;
             const float *wr = wt->b + (size_t)ky * kw * Cp + cb;
@@ -377,45 +377,48 @@ AI void dw_px8(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, 
             for (int kx = 0; kx < kw; kx++) wv[kx] = _mm256_loadu_ps(wr + (size_t)kx * Cp);
             if (nc == 8) {
 #pragma GCC unroll 24
-                for (int j = 0; j < 7 * S + kw; j++) {
+                for (int j = 0; j < (N - 1) * S + kw; j++) {
                     const __m256 xv = _mm256_loadu_ps(xr + (size_t)j * C);
 #pragma GCC unroll 5
                     for (int kx = 0; kx < kw; kx++)
-                        if ((j - kx) % S == 0 && j - kx >= 0 && (j - kx) / S < 8)
+                        if ((j - kx) % S == 0 && j - kx >= 0 && (j - kx) / S < N)
                             acc[(j - kx) / S] = _mm256_fmadd_ps(xv, wv[kx], acc[(j - kx) / S]);
                 }
             } else {
 #pragma GCC unroll 24
-                for (int j = 0; j < 7 * S + kw; j++) {
+                for (int j = 0; j < (N - 1) * S + kw; j++) {
                     const __m256 xv = _mm256_maskload_ps(xr + (size_t)j * C, m);
 #pragma GCC unroll 5
                     for (int kx = 0; kx < kw; kx++)
-                        if ((j - kx) % S == 0 && j - kx >= 0 && (j - kx) / S < 8)
+                        if ((j - kx) % S == 0 && j - kx >= 0 && (j - kx) / S < N)
                             acc[(j - kx) / S] = _mm256_fmadd_ps(xv, wv[kx], acc[(j - kx) / S]);
                 }
             }
         }
         const __m256 s = wt->alpha ? _mm256_loadu_ps(wt->alpha + cb) : lk;
 #pragma GCC unroll 8
-        for (int i = 0; i < 8; i++) store8(o + (size_t)i * C + cb, nc, act_v(acc[i], d->act, s));
+        for (int i = 0; i < N; i++) store8(o + (size_t)i * C + cb, nc, act_v(acc[i], d->act, s));
     }
 }
 
+#ifndef DW_N2
+#define DW_N2 4
+#endif
 static void dw_px8_s1k3(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ox,
                         float *o) {
-    dw_px8(d, xn, iy0, ky0, ky1, ox, o, 1, 3);
+    dw_pxn(d, xn, iy0, ky0, ky1, ox, o, 8, 1, 3);
 }
 static void dw_px8_s2k3(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ox,
                         float *o) {
-    dw_px8(d, xn, iy0, ky0, ky1, ox, o, 2, 3);
+    dw_pxn(d, xn, iy0, ky0, ky1, ox, o, DW_N2, 2, 3);
 }
 static void dw_px8_s1k5(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ox,
                         float *o) {
-    dw_px8(d, xn, iy0, ky0, ky1, ox, o, 1, 5);
+    dw_pxn(d, xn, iy0, ky0, ky1, ox, o, 8, 1, 5);
 }
 static void dw_px8_s2k5(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ox,
                         float *o) {
-    dw_px8(d, xn, iy0, ky0, ky1, ox, o, 2, 5);
+    dw_pxn(d, xn, iy0, ky0, ky1, ox, o, DW_N2, 2, 5);
 }
 
 static void dw_px4_k3(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ox,
@@ -438,6 +441,7 @@ void nn_dw_avx2(const nn_dw_args *d, int r0, int r1) {
     if (d->dw == 1 && (d->sw == 1 || d->sw == 2) && (d->kw == 3 || d->kw == 5))
         px8 = d->sw == 1 ? (d->kw == 3 ? dw_px8_s1k3 : dw_px8_s1k5)
                          : (d->kw == 3 ? dw_px8_s2k3 : dw_px8_s2k5);
+    const int npx = d->sw == 1 ? 8 : DW_N2;
     /* Output columns whose taps are all inside the image: [oxa, oxb). */
     int oxa = (d->pad_l + d->sw - 1) / d->sw;
     int lim = d->w - 1 - (d->kw - 1) * d->dw + d->pad_l;
@@ -455,9 +459,9 @@ void nn_dw_avx2(const nn_dw_args *d, int r0, int r1) {
         while (ky1 > ky0 && iy0 + (ky1 - 1) * d->dh >= d->h) ky1--;
         for (int ox = 0; ox < OW;) {
             const int ix0 = ox * d->sw - d->pad_l;
-            if (px8 && ox >= oxa && ox + 8 <= oxb) {
+            if (px8 && ox >= oxa && ox + npx <= oxb) {
                 px8(d, xn, iy0, ky0, ky1, ox, yr + (size_t)ox * C);
-                ox += 8;
+                ox += npx;
                 continue;
             }
             if (ox >= oxa && ox + 4 <= oxb) {

@@ -100,7 +100,8 @@ static const char *op_name(int code) {
 }
 
 static const char *type_name(int type) {
-    if (type >= 0 && type < (int)(sizeof type_names / sizeof type_names[0])) return type_names[type];
+    if (type >= 0 && type < (int)(sizeof type_names / sizeof type_names[0]))
+        return type_names[type];
     return "unknown type";
 }
 
@@ -143,7 +144,7 @@ float nn_half_to_float(uint16_t h) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Bounds-checked flatbuffer reader                                                                */
+/* Bounds-checked flatbuffer reader                                                               */
 /* ---------------------------------------------------------------------------------------------- */
 /* Errors are sticky: the first failure wins and later reads return defaults, so parsing code can
  * read several fields and check the status once. */
@@ -315,10 +316,12 @@ static int fb_vec_table(rd *r, const fbv *v, uint32_t i, fbt *t, const char *wha
     return fb_table(r, (uint64_t)p + ld32(r->p + p), t, what);
 }
 
-static int32_t fb_vec_i32(rd *r, const fbv *v, uint32_t i) { return ldi32(r->p + v->base + 4 * (size_t)i); }
+static int32_t fb_vec_i32(rd *r, const fbv *v, uint32_t i) {
+    return ldi32(r->p + v->base + 4 * (size_t)i);
+}
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Phase 1: the parsed model                                                                       */
+/* Phase 1: the parsed model                                                                      */
 /* ---------------------------------------------------------------------------------------------- */
 typedef struct tfl_tensor {
     int ndim;                  /* as in the file; may exceed NN_MAX_DIMS */
@@ -537,7 +540,8 @@ static int parse_model(loader *L) {
     if (!fb_vec(r, &sg, 4, 1, &L->sg_name, "subgraph name")) return 0;
 
     if (!fb_vec(r, &sg, 0, 4, &v, "tensors")) return 0;
-    if (v.n > TFL_MAX_TENSORS) return bad(r, "%u tensors (limit %d)", (unsigned)v.n, TFL_MAX_TENSORS);
+    if (v.n > TFL_MAX_TENSORS)
+        return bad(r, "%u tensors (limit %d)", (unsigned)v.n, TFL_MAX_TENSORS);
     L->n_t = (int)v.n;
     L->t = calloc(v.n ? v.n : 1, sizeof *L->t);
     if (!L->t) return nomem(r);
@@ -587,7 +591,8 @@ static int check_structure(loader *L) {
                 return bad(r, "operator %d (%s): output %d is tensor %d, out of range (%d tensors)",
                            i, op_name(op->code), k, o, L->n_t);
             if (L->t[o].data)
-                return bad(r, "operator %d (%s) writes constant tensor %d", i, op_name(op->code), o);
+                return bad(r, "operator %d (%s) writes constant tensor %d", i, op_name(op->code),
+                           o);
             if (L->producer[o] >= 0)
                 return bad(r, "tensor %d is written by operators %d and %d", o, L->producer[o], i);
             L->producer[o] = i;
@@ -622,7 +627,7 @@ static int check_structure(loader *L) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Phase 2: building the IR                                                                        */
+/* Phase 2: building the IR                                                                       */
 /* ---------------------------------------------------------------------------------------------- */
 static int fail(loader *L, fp_status st, const char *fmt, ...) FP_PRINTF(3, 4);
 static int fail(loader *L, fp_status st, const char *fmt, ...) {
@@ -799,14 +804,16 @@ static int check_val(loader *L, int opi, int v, int want, const char *role) {
         default: snprintf(tb, sizeof tb, "has type %s", type_name(t->type)); break;
         }
         what = tb;
-        return fail(L, FP_ERR_UNSUPPORTED,
-                    "%s: operator %d (%s): %s tensor %d '%s' %s (only float32 models are supported)",
-                    L->model, opi, op_name(op->code), role, v, tname(L, v, nb, sizeof nb), what);
+        return fail(
+            L, FP_ERR_UNSUPPORTED,
+            "%s: operator %d (%s): %s tensor %d '%s' %s (only float32 models are supported)",
+            L->model, opi, op_name(op->code), role, v, tname(L, v, nb, sizeof nb), what);
     }
     nn_dtype dt = L->g->values[v].dtype;
     if ((want == WANT_F32 && dt != NN_F32) || (want == WANT_I32 && dt != NN_I32))
-        return fail(L, FP_ERR_UNSUPPORTED, "%s: operator %d (%s): %s tensor %d '%s' is %s, expected %s",
-                    L->model, opi, op_name(op->code), role, v, tname(L, v, nb, sizeof nb),
+        return fail(L, FP_ERR_UNSUPPORTED,
+                    "%s: operator %d (%s): %s tensor %d '%s' is %s, expected %s", L->model, opi,
+                    op_name(op->code), role, v, tname(L, v, nb, sizeof nb),
                     dt == NN_F32 ? "float32" : "int32", want == WANT_F32 ? "float32" : "int32");
     return 1;
 }
@@ -824,14 +831,16 @@ static int get_opts(loader *L, int opi, int tag, fbt *o) {
 }
 
 static int map_act(loader *L, int opi, int code, nn_act *act) {
-    static const char *const names[] = {"NONE", "RELU", "RELU_N1_TO_1", "RELU6", "TANH", "SIGN_BIT"};
+    static const char *const names[] = {"NONE",  "RELU", "RELU_N1_TO_1",
+                                        "RELU6", "TANH", "SIGN_BIT"};
     switch (code) {
     case 0: *act = NN_ACT_NONE; return 1;
     case 1: *act = NN_ACT_RELU; return 1;
     case 3: *act = NN_ACT_RELU6; return 1;
     case 2: case 4: case 5:
-        return fail(L, FP_ERR_UNSUPPORTED, "%s: operator %d (%s): fused activation %s is not supported",
-                    L->model, opi, op_name(L->ops[opi].code), names[code]);
+        return fail(L, FP_ERR_UNSUPPORTED,
+                    "%s: operator %d (%s): fused activation %s is not supported", L->model, opi,
+                    op_name(L->ops[opi].code), names[code]);
     default:
         return fail(L, FP_ERR_FORMAT, "operator %d (%s): unknown fused activation %d", opi,
                     op_name(L->ops[opi].code), code);
@@ -844,6 +853,13 @@ static int map_padding(loader *L, int opi, int code, nn_padding *pad) {
     else return fail(L, FP_ERR_FORMAT, "operator %d (%s): unknown padding %d", opi,
                      op_name(L->ops[opi].code), code);
     return 1;
+}
+
+/* Convolutions and pools cannot do without their options (strides, window). */
+static int missing_opts(loader *L, int opi) {
+    if (L->r.st) return 0;
+    return fail(L, FP_ERR_FORMAT, "operator %d (%s) has no options", opi,
+                op_name(L->ops[opi].code));
 }
 
 static int need_io(loader *L, int opi, int min_in, int max_in, int n_out) {
@@ -923,12 +939,13 @@ static int reshape_shape(loader *L, int opi, int *shape_val) {
         fbv ns;
         if (!get_opts(L, opi, BO_RESHAPE, &o)) {
             if (r->st) return 0;
-            return fail(L, FP_ERR_FORMAT, "operator %d (RESHAPE): no shape input and no options", opi);
+            return fail(L, FP_ERR_FORMAT, "operator %d (RESHAPE): no shape input and no options",
+                        opi);
         }
         if (!fb_vec(r, &o, 0, 4, &ns, "RESHAPE new_shape")) return 0;
         if (ns.n > NN_MAX_DIMS)
-            return fail(L, FP_ERR_UNSUPPORTED, "%s: operator %d (RESHAPE) to rank %u", L->model, opi,
-                        (unsigned)ns.n);
+            return fail(L, FP_ERR_UNSUPPORTED, "%s: operator %d (RESHAPE) to rank %u", L->model,
+                        opi, (unsigned)ns.n);
         n = (int)ns.n;
         vals = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
         if (!vals) return nomem(r);
@@ -976,14 +993,15 @@ static int map_op(loader *L, int i) {
         if (!need_io(L, i, 1, 1, 1)) return 0;
         if (L->fold_src[out0] >= 0) return 1; /* folded into a constant at load */
         return fail(L, FP_ERR_UNSUPPORTED,
-                    "%s: operator %d (DEQUANTIZE) of a non-constant or quantized tensor", L->model, i);
+                    "%s: operator %d (DEQUANTIZE) of a non-constant or quantized tensor", L->model,
+                    i);
 
     case OP_CONV_2D:
     case OP_DEPTHWISE_CONV_2D: {
         int dw = code == OP_DEPTHWISE_CONV_2D;
         if (!need_io(L, i, 2, 3, 1)) return 0;
         has = get_opts(L, i, dw ? BO_DWCONV2D : BO_CONV2D, &opt);
-        if (!has) return r->st ? 0 : fail(L, FP_ERR_FORMAT, "operator %d (%s) has no options", i, op_name(code));
+        if (!has) return missing_opts(L, i);
         nn_conv_params c;
         memset(&c, 0, sizeof c);
         if (!map_padding(L, i, fb_u8(r, &opt, 0, 0), &c.padding)) return 0;
@@ -1007,8 +1025,9 @@ static int map_op(loader *L, int i) {
             /* TFLite derives the multiplier from the shapes (old files may store 0). */
             if (x->ndim == 4 && x->d[3] > 0) {
                 if (w->d[3] % x->d[3])
-                    return fail(L, FP_ERR_FORMAT, "operator %d (%s): %lld output channels for %lld inputs",
-                                i, op_name(code), (long long)w->d[3], (long long)x->d[3]);
+                    return fail(L, FP_ERR_FORMAT,
+                                "operator %d (%s): %lld output channels for %lld inputs", i,
+                                op_name(code), (long long)w->d[3], (long long)x->d[3]);
                 if (w->d[3] / x->d[3] > INT_MAX)
                     return fail(L, FP_ERR_FORMAT, "operator %d (%s): depth multiplier too large", i,
                                 op_name(code));
@@ -1022,8 +1041,10 @@ static int map_op(loader *L, int i) {
         in3[0] = op->in[0];
         in3[1] = op->in[1];
         in3[2] = op->n_in > 2 ? op->in[2] : -1;
-        if (!check_val(L, i, in3[0], WANT_F32, "input") || !check_val(L, i, in3[1], WANT_F32, "weight") ||
-            !check_val(L, i, in3[2], WANT_F32, "bias") || !check_val(L, i, out0, WANT_F32, "output"))
+        if (!check_val(L, i, in3[0], WANT_F32, "input") ||
+            !check_val(L, i, in3[1], WANT_F32, "weight") ||
+            !check_val(L, i, in3[2], WANT_F32, "bias") ||
+            !check_val(L, i, out0, WANT_F32, "output"))
             return 0;
         if (!(o = emit(L, dw ? NN_OP_DWCONV2D : NN_OP_CONV2D, in3, 3, &out0, 1))) return 0;
         o->p.conv = c;
@@ -1039,8 +1060,8 @@ static int map_op(loader *L, int i) {
         if (has) {
             if (!map_act(L, i, fb_i8(r, &opt, 0, 0), &f.act)) return 0;
             if (fb_i8(r, &opt, 1, 0) != 0)
-                return fail(L, FP_ERR_UNSUPPORTED, "%s: operator %d (FULLY_CONNECTED) with shuffled weights",
-                            L->model, i);
+                return fail(L, FP_ERR_UNSUPPORTED,
+                            "%s: operator %d (FULLY_CONNECTED) with shuffled weights", L->model, i);
             f.keep_dims = fb_u8(r, &opt, 2, 0) != 0;
         }
         if (L->t[op->in[1]].ndim != 2)
@@ -1048,8 +1069,10 @@ static int map_op(loader *L, int i) {
         in3[0] = op->in[0];
         in3[1] = op->in[1];
         in3[2] = op->n_in > 2 ? op->in[2] : -1;
-        if (!check_val(L, i, in3[0], WANT_F32, "input") || !check_val(L, i, in3[1], WANT_F32, "weight") ||
-            !check_val(L, i, in3[2], WANT_F32, "bias") || !check_val(L, i, out0, WANT_F32, "output"))
+        if (!check_val(L, i, in3[0], WANT_F32, "input") ||
+            !check_val(L, i, in3[1], WANT_F32, "weight") ||
+            !check_val(L, i, in3[2], WANT_F32, "bias") ||
+            !check_val(L, i, out0, WANT_F32, "output"))
             return 0;
         if (!(o = emit(L, NN_OP_FC, in3, 3, &out0, 1))) return 0;
         o->p.fc = f;
@@ -1059,8 +1082,7 @@ static int map_op(loader *L, int i) {
     case OP_MAX_POOL_2D:
     case OP_AVERAGE_POOL_2D: {
         if (!need_io(L, i, 1, 1, 1)) return 0;
-        if (!get_opts(L, i, BO_POOL2D, &opt))
-            return r->st ? 0 : fail(L, FP_ERR_FORMAT, "operator %d (%s) has no options", i, op_name(code));
+        if (!get_opts(L, i, BO_POOL2D, &opt)) return missing_opts(L, i);
         nn_pool_params pp;
         memset(&pp, 0, sizeof pp);
         if (!map_padding(L, i, fb_u8(r, &opt, 0, 0), &pp.padding)) return 0;
@@ -1073,9 +1095,11 @@ static int map_op(loader *L, int i) {
         if (pp.sw < 1 || pp.sh < 1 || pp.kw < 1 || pp.kh < 1)
             return fail(L, FP_ERR_FORMAT, "operator %d (%s): window %dx%d stride %dx%d", i,
                         op_name(code), pp.kh, pp.kw, pp.sh, pp.sw);
-        if (!check_val(L, i, op->in[0], WANT_F32, "input") || !check_val(L, i, out0, WANT_F32, "output"))
+        if (!check_val(L, i, op->in[0], WANT_F32, "input") ||
+            !check_val(L, i, out0, WANT_F32, "output"))
             return 0;
-        if (!(o = emit(L, code == OP_MAX_POOL_2D ? NN_OP_MAXPOOL : NN_OP_AVGPOOL, op->in, 1, &out0, 1)))
+        if (!(o = emit(L, code == OP_MAX_POOL_2D ? NN_OP_MAXPOOL : NN_OP_AVGPOOL, op->in, 1, &out0,
+                       1)))
             return 0;
         o->p.pool = pp;
         return 1;
@@ -1093,9 +1117,11 @@ static int map_op(loader *L, int i) {
         default: ty = NN_OP_MAX; tag = 0; break;
         }
         if (!need_io(L, i, 2, 2, 1)) return 0;
-        if (tag && get_opts(L, i, tag, &opt) && !map_act(L, i, fb_i8(r, &opt, 0, 0), &act)) return 0;
+        if (tag && get_opts(L, i, tag, &opt) && !map_act(L, i, fb_i8(r, &opt, 0, 0), &act))
+            return 0;
         if (r->st) return 0;
-        if (!check_val(L, i, op->in[0], WANT_F32, "input") || !check_val(L, i, op->in[1], WANT_F32, "input") ||
+        if (!check_val(L, i, op->in[0], WANT_F32, "input") ||
+            !check_val(L, i, op->in[1], WANT_F32, "input") ||
             !check_val(L, i, out0, WANT_F32, "output"))
             return 0;
         if (!(o = emit(L, ty, op->in, 2, &out0, 1))) return 0;
@@ -1119,14 +1145,16 @@ static int map_op(loader *L, int i) {
         default: ty = NN_OP_SQUARE; break;
         }
         if (!need_io(L, i, 1, 1, 1)) return 0;
-        if (!check_val(L, i, op->in[0], WANT_F32, "input") || !check_val(L, i, out0, WANT_F32, "output"))
+        if (!check_val(L, i, op->in[0], WANT_F32, "input") ||
+            !check_val(L, i, out0, WANT_F32, "output"))
             return 0;
         return emit(L, ty, op->in, 1, &out0, 1) != NULL;
     }
 
     case OP_PRELU:
         if (!need_io(L, i, 2, 2, 1)) return 0;
-        if (!check_val(L, i, op->in[0], WANT_F32, "input") || !check_val(L, i, op->in[1], WANT_F32, "alpha") ||
+        if (!check_val(L, i, op->in[0], WANT_F32, "input") ||
+            !check_val(L, i, op->in[1], WANT_F32, "alpha") ||
             !check_val(L, i, out0, WANT_F32, "output"))
             return 0;
         return emit(L, NN_OP_PRELU, op->in, 2, &out0, 1) != NULL;
@@ -1137,9 +1165,11 @@ static int map_op(loader *L, int i) {
         if (!need_io(L, i, 1, 1, 1)) return 0;
         /* Schema defaults (alpha = beta = 0) when the options are absent, as TFLite does. */
         float val = 0.0f;
-        if (get_opts(L, i, leaky ? BO_LEAKY_RELU : BO_SOFTMAX, &opt)) val = fb_f32(r, &opt, 0, 0.0f);
+        if (get_opts(L, i, leaky ? BO_LEAKY_RELU : BO_SOFTMAX, &opt))
+            val = fb_f32(r, &opt, 0, 0.0f);
         if (r->st) return 0;
-        if (!check_val(L, i, op->in[0], WANT_F32, "input") || !check_val(L, i, out0, WANT_F32, "output"))
+        if (!check_val(L, i, op->in[0], WANT_F32, "input") ||
+            !check_val(L, i, out0, WANT_F32, "output"))
             return 0;
         if (!(o = emit(L, leaky ? NN_OP_LEAKY_RELU : NN_OP_SOFTMAX, op->in, 1, &out0, 1))) return 0;
         if (leaky) o->p.leaky_alpha = val;
@@ -1150,7 +1180,8 @@ static int map_op(loader *L, int i) {
     case OP_PAD:
     case OP_PADV2: {
         if (!need_io(L, i, 2, code == OP_PADV2 ? 3 : 2, 1)) return 0;
-        if (!check_val(L, i, op->in[0], WANT_F32, "input") || !check_val(L, i, op->in[1], WANT_I32, "paddings") ||
+        if (!check_val(L, i, op->in[0], WANT_F32, "input") ||
+            !check_val(L, i, op->in[1], WANT_I32, "paddings") ||
             !check_val(L, i, out0, WANT_F32, "output"))
             return 0;
         if (op->n_in > 2 && op->in[2] >= 0) {
@@ -1158,10 +1189,13 @@ static int map_op(loader *L, int i) {
             if (!check_val(L, i, cv, WANT_F32, "constant_values")) return 0;
             const nn_value *v = &L->g->values[cv];
             int zero = v->data != NULL && v->nbytes >= 4;
-            for (size_t k = 0; zero && k < v->nbytes / 4; k++) zero = ((const float *)v->data)[k] == 0.0f;
+            for (size_t k = 0; zero && k < v->nbytes / 4; k++)
+                zero = ((const float *)v->data)[k] == 0.0f;
             if (!zero)
-                return fail(L, FP_ERR_UNSUPPORTED, "%s: operator %d (PADV2) pads with a non-zero or "
-                            "non-constant value", L->model, i);
+                return fail(L, FP_ERR_UNSUPPORTED,
+                            "%s: operator %d (PADV2) pads with a non-zero or "
+                            "non-constant value",
+                            L->model, i);
         }
         return emit(L, NN_OP_PAD, op->in, 2, &out0, 1) != NULL;
     }
@@ -1176,14 +1210,16 @@ static int map_op(loader *L, int i) {
         if (r->st) return 0;
         for (int k = 0; k < op->n_in; k++) {
             if (op->in[k] < 0)
-                return fail(L, FP_ERR_FORMAT, "operator %d (CONCATENATION): input %d missing", i, k);
+                return fail(L, FP_ERR_FORMAT, "operator %d (CONCATENATION): input %d missing", i,
+                            k);
             if (!check_val(L, i, op->in[k], WANT_F32, "input")) return 0;
         }
         if (!check_val(L, i, out0, WANT_F32, "output")) return 0;
         int rank = L->t[out0].ndim;
         if (rank > 0) {
             if (axis < -rank || axis >= rank)
-                return fail(L, FP_ERR_FORMAT, "operator %d (CONCATENATION): axis %d for rank %d", i, axis, rank);
+                return fail(L, FP_ERR_FORMAT, "operator %d (CONCATENATION): axis %d for rank %d", i,
+                            axis, rank);
             if (axis < 0) axis += rank;
         }
         int dst = out0;
@@ -1196,14 +1232,16 @@ static int map_op(loader *L, int i) {
         }
         if (!(o = emit(L, NN_OP_CONCAT, op->in, op->n_in, &dst, 1))) return 0;
         o->p.axis = axis;
-        if (act != NN_ACT_NONE && !emit(L, act == NN_ACT_RELU ? NN_OP_RELU : NN_OP_RELU6, &dst, 1, &out0, 1))
+        if (act != NN_ACT_NONE &&
+            !emit(L, act == NN_ACT_RELU ? NN_OP_RELU : NN_OP_RELU6, &dst, 1, &out0, 1))
             return 0;
         return 1;
     }
 
     case OP_RESHAPE: {
         if (!need_io(L, i, 1, 2, 1)) return 0;
-        if (!check_val(L, i, op->in[0], WANT_ANY, "input") || !check_val(L, i, out0, WANT_ANY, "output"))
+        if (!check_val(L, i, op->in[0], WANT_ANY, "input") ||
+            !check_val(L, i, out0, WANT_ANY, "output"))
             return 0;
         if (L->g->values[op->in[0]].dtype != L->g->values[out0].dtype)
             return fail(L, FP_ERR_FORMAT, "operator %d (RESHAPE) changes the element type", i);
@@ -1217,7 +1255,8 @@ static int map_op(loader *L, int i) {
         int keep = 0;
         if (get_opts(L, i, BO_REDUCER, &opt)) keep = fb_u8(r, &opt, 0, 0) != 0;
         if (r->st) return 0;
-        if (!check_val(L, i, op->in[0], WANT_F32, "input") || !check_val(L, i, op->in[1], WANT_I32, "axes") ||
+        if (!check_val(L, i, op->in[0], WANT_F32, "input") ||
+            !check_val(L, i, op->in[1], WANT_I32, "axes") ||
             !check_val(L, i, out0, WANT_F32, "output"))
             return 0;
         if (!(o = emit(L, NN_OP_MEAN, op->in, 2, &out0, 1))) return 0;
@@ -1233,7 +1272,8 @@ static int map_op(loader *L, int i) {
             rp.half_pixel = fb_u8(r, &opt, 3, 0) != 0;
         }
         if (r->st) return 0;
-        if (!check_val(L, i, op->in[0], WANT_F32, "input") || !check_val(L, i, op->in[1], WANT_I32, "size") ||
+        if (!check_val(L, i, op->in[0], WANT_F32, "input") ||
+            !check_val(L, i, op->in[1], WANT_I32, "size") ||
             !check_val(L, i, out0, WANT_F32, "output"))
             return 0;
         if (!(o = emit(L, NN_OP_RESIZE_BILINEAR, op->in, 2, &out0, 1))) return 0;
@@ -1248,7 +1288,8 @@ static int map_op(loader *L, int i) {
         if (r->st) return 0;
         if (block < 1 || block > 65536)
             return fail(L, FP_ERR_FORMAT, "operator %d (DEPTH_TO_SPACE): block size %d", i, block);
-        if (!check_val(L, i, op->in[0], WANT_F32, "input") || !check_val(L, i, out0, WANT_F32, "output"))
+        if (!check_val(L, i, op->in[0], WANT_F32, "input") ||
+            !check_val(L, i, out0, WANT_F32, "output"))
             return 0;
         if (!(o = emit(L, NN_OP_DEPTH_TO_SPACE, op->in, 1, &out0, 1))) return 0;
         o->p.block = block;
@@ -1266,16 +1307,19 @@ static int map_op(loader *L, int i) {
             sp.new_axis_mask = fb_i32(r, &opt, 3, 0);
             sp.shrink_axis_mask = fb_i32(r, &opt, 4, 0);
             if (fb_u8(r, &opt, 5, 0))
-                return fail(L, FP_ERR_UNSUPPORTED, "%s: operator %d (STRIDED_SLICE) with offset=true",
-                            L->model, i);
+                return fail(L, FP_ERR_UNSUPPORTED,
+                            "%s: operator %d (STRIDED_SLICE) with offset=true", L->model, i);
         }
         if (r->st) return 0;
-        if (!check_val(L, i, op->in[0], WANT_ANY, "input") || !check_val(L, i, op->in[1], WANT_I32, "begin") ||
-            !check_val(L, i, op->in[2], WANT_I32, "end") || !check_val(L, i, op->in[3], WANT_I32, "strides") ||
+        if (!check_val(L, i, op->in[0], WANT_ANY, "input") ||
+            !check_val(L, i, op->in[1], WANT_I32, "begin") ||
+            !check_val(L, i, op->in[2], WANT_I32, "end") ||
+            !check_val(L, i, op->in[3], WANT_I32, "strides") ||
             !check_val(L, i, out0, WANT_ANY, "output"))
             return 0;
         if (L->g->values[op->in[0]].dtype != L->g->values[out0].dtype)
-            return fail(L, FP_ERR_FORMAT, "operator %d (STRIDED_SLICE) changes the element type", i);
+            return fail(L, FP_ERR_FORMAT, "operator %d (STRIDED_SLICE) changes the element type",
+                        i);
         if (!(o = emit(L, NN_OP_STRIDED_SLICE, op->in, 4, &out0, 1))) return 0;
         o->p.slice = sp;
         return 1;
@@ -1283,7 +1327,8 @@ static int map_op(loader *L, int i) {
 
     case OP_CAST:
         if (!need_io(L, i, 1, 1, 1)) return 0;
-        if (!check_val(L, i, op->in[0], WANT_ANY, "input") || !check_val(L, i, out0, WANT_ANY, "output"))
+        if (!check_val(L, i, op->in[0], WANT_ANY, "input") ||
+            !check_val(L, i, out0, WANT_ANY, "output"))
             return 0;
         if (!(o = emit(L, NN_OP_CAST, op->in, 1, &out0, 1))) return 0;
         o->p.cast_to = L->g->values[out0].dtype;
@@ -1296,8 +1341,8 @@ static int map_op(loader *L, int i) {
             int count = fb_i32(r, &opt, 0, 0);
             axis = fb_i32(r, &opt, 1, 0);
             if (!r->st && count != op->n_in)
-                return fail(L, FP_ERR_FORMAT, "operator %d (PACK): values_count %d for %d inputs", i,
-                            count, op->n_in);
+                return fail(L, FP_ERR_FORMAT, "operator %d (PACK): values_count %d for %d inputs",
+                            i, count, op->n_in);
         }
         if (r->st) return 0;
         if (!check_val(L, i, out0, WANT_ANY, "output")) return 0;
@@ -1311,7 +1356,8 @@ static int map_op(loader *L, int i) {
         int rank = L->t[out0].ndim;
         if (rank > 0) {
             if (axis < -rank || axis >= rank)
-                return fail(L, FP_ERR_FORMAT, "operator %d (PACK): axis %d for rank %d", i, axis, rank);
+                return fail(L, FP_ERR_FORMAT, "operator %d (PACK): axis %d for rank %d", i, axis,
+                            rank);
             if (axis < 0) axis += rank;
         }
         if (!(o = emit(L, NN_OP_PACK, op->in, op->n_in, &out0, 1))) return 0;
@@ -1321,7 +1367,8 @@ static int map_op(loader *L, int i) {
 
     case OP_SHAPE:
         if (!need_io(L, i, 1, 1, 1)) return 0;
-        if (!check_val(L, i, op->in[0], WANT_ANY, "input") || !check_val(L, i, out0, WANT_I32, "output"))
+        if (!check_val(L, i, op->in[0], WANT_ANY, "input") ||
+            !check_val(L, i, out0, WANT_I32, "output"))
             return 0;
         return emit(L, NN_OP_SHAPE, op->in, 1, &out0, 1) != NULL;
 
@@ -1339,8 +1386,9 @@ static int map_op(loader *L, int i) {
     }
 
     default:
-        return fail(L, FP_ERR_UNSUPPORTED, "%s: operator %d: op %s (builtin code %d) is not supported",
-                    L->model, i, op_name(code), code);
+        return fail(L, FP_ERR_UNSUPPORTED,
+                    "%s: operator %d: op %s (builtin code %d) is not supported", L->model, i,
+                    op_name(code), code);
     }
 }
 
@@ -1367,7 +1415,12 @@ static int op_mapped(int code) {
     switch (code) {
     case OP_ADD: case OP_AVERAGE_POOL_2D: case OP_CONCATENATION: case OP_CONV_2D:
     case OP_DEPTHWISE_CONV_2D: case OP_DEPTH_TO_SPACE: case OP_DEQUANTIZE: case OP_FULLY_CONNECTED:
-    case OP_LOGISTIC: case OP_MAX_POOL_2D: case OP_MUL: case OP_RELU: case OP_RELU6: case OP_RESHAPE:
+    case OP_LOGISTIC:
+    case OP_MAX_POOL_2D:
+    case OP_MUL:
+    case OP_RELU:
+    case OP_RELU6:
+    case OP_RESHAPE:
     case OP_RESIZE_BILINEAR: case OP_SOFTMAX: case OP_TANH: case OP_PAD: case OP_MEAN: case OP_SUB:
     case OP_DIV: case OP_STRIDED_SLICE: case OP_EXP: case OP_CAST: case OP_PRELU: case OP_MAXIMUM:
     case OP_MINIMUM: case OP_NEG: case OP_PADV2: case OP_SQRT: case OP_RSQRT: case OP_SHAPE:
@@ -1385,8 +1438,9 @@ static int build(loader *L) {
         return fail(L, FP_ERR_UNSUPPORTED, "%s: TFLite schema version %u (only 3 is supported)",
                     L->model, (unsigned)L->version);
     if (L->n_subgraphs != 1)
-        return fail(L, FP_ERR_UNSUPPORTED, "%s: %u subgraphs (only single-subgraph models are supported)",
-                    L->model, (unsigned)L->n_subgraphs);
+        return fail(L, FP_ERR_UNSUPPORTED,
+                    "%s: %u subgraphs (only single-subgraph models are supported)", L->model,
+                    (unsigned)L->n_subgraphs);
     if (L->n_gin < 1) return fail(L, FP_ERR_UNSUPPORTED, "%s: model has no inputs", L->model);
     if (L->n_gout < 1) return fail(L, FP_ERR_UNSUPPORTED, "%s: model has no outputs", L->model);
 
@@ -1395,7 +1449,8 @@ static int build(loader *L) {
     L->bad = calloc((size_t)(L->n_t ? L->n_t : 1), 1);
     if (!L->g || !L->fold_src || !L->bad) return nomem(r);
     const tfl_tensor *in0 = &L->t[L->gin[0]];
-    L->g->decl_batch = (in0->ndim >= 1 && in0->d[0] >= 1 && in0->d[0] <= INT_MAX) ? (int)in0->d[0] : 1;
+    L->g->decl_batch =
+        (in0->ndim >= 1 && in0->d[0] >= 1 && in0->d[0] <= INT_MAX) ? (int)in0->d[0] : 1;
 
     /* An unknown op rejects the model before megabytes of weights get converted. map_op only
      * formats the message for these codes, which needs no values yet. */
@@ -1424,7 +1479,8 @@ static int build(loader *L) {
             return fail(L, FP_ERR_UNSUPPORTED, "%s: output %d '%s' is not a float32 tensor (%s)",
                         L->model, i, tname(L, t, nb, sizeof nb), type_name(L->t[t].type));
     }
-    if (nn_graph_set_inputs(L->g, L->gin, L->n_gin) || nn_graph_set_outputs(L->g, L->gout, L->n_gout))
+    if (nn_graph_set_inputs(L->g, L->gin, L->n_gin) ||
+        nn_graph_set_outputs(L->g, L->gout, L->n_gout))
         return nomem(r);
     return r->st == FP_OK;
 }
