@@ -94,7 +94,9 @@ static void bench_gemm(void) {
         {4096, 24, 24}, {4096, 24, 28}, {1024, 48, 56}, {256, 88, 96}, {256, 96, 96},
         {64, 96, 96},
         /* first 3x3 conv of MobileFaceNet as im2col GEMM, and a large square */
-        {3136, 27, 64}, {784, 512, 512}};
+        {3136, 27, 64}, {784, 512, 512},
+        /* batch 20 of the MobileFaceNet 56x56 and 28x28 layers */
+        {62720, 64, 128}, {15680, 128, 64}, {15680, 64, 128}};
     printf("\nGEMM C[M,N] = A[M,K] * W^T (+bias, epilogue) — GFLOP/s, kernel set %s\n",
            nn_kernel_name());
     printf("%6s %5s %5s | %8s %8s | %8s %8s | %6s\n", "M", "K", "N", "ours 1T", "blis 1T",

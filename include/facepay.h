@@ -147,6 +147,8 @@ typedef struct fp_image_limits {
     int64_t max_pixels;     /* decoded pixel count limit (default 40 MP) */
     size_t max_file_bytes;  /* default 64 MB */
     int target_max_side;    /* default 0 (full resolution) */
+    int exact_jpeg;         /* 1: decode baseline/progressive JPEGs bit-identically to the reference's
+                               jpeg-js (about 6x slower; for golden comparisons). Default 0: libjpeg-turbo */
 } fp_image_limits;
 
 fp_image_limits fp_image_limits_default(void);
@@ -160,6 +162,12 @@ fp_status fp_image_load(const char *path, const fp_image_limits *limits, fp_imag
 /* Copies a raw frame from memory (stride in bytes; for NV12 the stride of the Y plane). */
 fp_status fp_image_from_raw(const void *data, int width, int height, int stride,
                             fp_pixel_format format, fp_image *out);
+
+/* Resizes to w x h (bilinear; area-averaging along an axis shrunk by more than 2x). */
+fp_status fp_image_resize(const fp_image *img, int w, int h, fp_image *out);
+
+/* Encodes a JPEG (quality 1..100, 4:2:0) into a malloc'ed buffer (free() it). */
+fp_status fp_image_encode_jpeg(const fp_image *img, int quality, uint8_t **out, size_t *out_len);
 
 /* Writes an RGB PNG. */
 fp_status fp_image_write_png(const fp_image *img, const char *path);

@@ -935,7 +935,9 @@ static void check_golden_image(const char *name) {
     const char *ip = tu_shared_path(rel);
     TU_REQUIRE(ip, rel);
     fp_image im;
-    if (fp_image_load(ip, NULL, &im) != FP_OK) fail_msg("%s", fp_last_error());
+    fp_image_limits exact = fp_image_limits_default();
+    exact.exact_jpeg = 1;
+    if (fp_image_load(ip, &exact, &im) != FP_OK) fail_msg("%s", fp_last_error());
     json_t *res = json_object_get(man, "result");
     assert_int_equal(im.width, (int)json_integer_value(json_object_get(res, "width")));
     assert_int_equal(im.height, (int)json_integer_value(json_object_get(res, "height")));

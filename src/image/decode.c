@@ -16,7 +16,9 @@
  * decoder (jpegjs.c: libjpeg parses, the IDCT/upsampling/colour steps are jpeg-js's), so model
  * inputs match the golden tensors bit for bit. libjpeg's own output would differ by up to 30
  * levels at colour edges (fancy upsampling) and still by 1..3 in ~6 % of the values with
- * nearest chroma and jpeg-js's colour formulas.
+ * nearest chroma and jpeg-js's colour formulas. The price is speed (scalar IDCT after a
+ * coefficient pass: ~25 ms for 900x562 where tjDecompress2 takes ~4 ms) and holding the
+ * coefficients in memory (2 bytes per sample, bounded by max_pixels).
  *
  * DCT scaling happens only when limits->target_max_side > 0 (0 = "never downscale", as
  * facepay.h documents): then the smallest turbojpeg factor whose longer side still reaches the
@@ -44,6 +46,7 @@ fp_image_limits fp_image_limits_default(void) {
     l.max_pixels = 40 * 1000 * 1000;
     l.max_file_bytes = (size_t)64 << 20;
     l.target_max_side = 0;
+    l.exact_jpeg = 0;
     return l;
 }
 
@@ -293,11 +296,11 @@ static fp_status decode_jpeg(const uint8_t *data, size_t len, const fp_image_lim
         tjDestroy(tj);
         return fp_fail(FP_ERR_NOMEM, "JPEG: cannot allocate %dx%d pixels", sw, sh);
     }
-    /* Full-size YCbCr/gray: the reference decoder's exact pixels (jpegjs.c). Anything jpeg-js
-     * would not decode that way, and every DCT-scaled decode (the reference never scales),
-     * goes through libjpeg's own conversion. */
+    /* On request, full-size YCbCr/gray: the reference decoder's exact pixels (jpegjs.c). Anything
+     * jpeg-js would not decode that way, every DCT-scaled decode (the reference never scales) and
+     * the default fast path go through libjpeg-turbo's own conversion. */
     fp_status st = FP_ERR_UNSUPPORTED;
-    if ((cs == TJCS_YCbCr || cs == TJCS_GRAY) && best.num == best.denom)
+    if (lim->exact_jpeg && (cs == TJCS_YCbCr || cs == TJCS_GRAY) && best.num == best.denom)
         st = fp_jpeg_decode_jpegjs(data, len, sw, sh, pix);
     if (st == FP_ERR_UNSUPPORTED) st = jpeg_decode_rgb(tj, data, len, sw, sh, pix);
     tjDestroy(tj);

@@ -249,50 +249,62 @@ void nn_gemm_avx2(const nn_gemm_args *g, int m0, int m1, int p0, int p1) {
 /* ---------------------------------------------------------------------------------------------- */
 /* Depthwise convolution                                                                           */
 /* ---------------------------------------------------------------------------------------------- */
-/* One output pixel over taps ky0..ky1 x kx0..kx1 (the ones inside the image), four channel blocks
- * at a time so four FMA chains are in flight. */
-static void dw_px1(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ix0,
-                   int kx0, int kx1, float *o) {
+/* One output pixel over the taps inside the image (rows ky0..ky1, columns kx0..kx1), 32 channels
+ * at a time so four FMA chains are in flight; a partial last group uses masked loads, which also
+ * keeps the padded weight rows from being over-read. kw is a constant at the call sites. */
+AI void dw_px1(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ix0, int kx0,
+               int kx1, float *o, const int kw) {
     const nn_packed *wt = d->wt;
-    const int C = d->c, Cp = wt->npad, W = d->w, kw = d->kw;
+    const int C = d->c, Cp = wt->npad, W = d->w;
+    const size_t dstep = (size_t)d->dw * C;
     const __m256 lk = _mm256_set1_ps(d->leaky);
-    int cb = 0;
-    for (; cb + 32 <= C; cb += 32) {
-        __m256 a0 = _mm256_loadu_ps(wt->bias + cb), a1 = _mm256_loadu_ps(wt->bias + cb + 8);
-        __m256 a2 = _mm256_loadu_ps(wt->bias + cb + 16), a3 = _mm256_loadu_ps(wt->bias + cb + 24);
+    for (int cb = 0; cb < C; cb += 32) {
+        const int left = C - cb;
+        __m256i m[4];
+        for (int i = 0; i < 4; i++) m[i] = tail_mask(left - 8 * i < 0 ? 0 : left - 8 * i > 8 ? 8 : left - 8 * i);
+        __m256 a[4];
+        for (int i = 0; i < 4; i++) a[i] = _mm256_maskload_ps(wt->bias + cb + 8 * i, m[i]);
         for (int ky = ky0; ky < ky1; ky++) {
             const float *xr = xn + ((size_t)(iy0 + ky * d->dh) * W + ix0) * C + cb;
             const float *wr = wt->b + (size_t)ky * kw * Cp + cb;
-            for (int kx = kx0; kx < kx1; kx++) {
-                const float *xp = xr + (size_t)kx * d->dw * C, *wp = wr + (size_t)kx * Cp;
-                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(xp), _mm256_loadu_ps(wp), a0);
-                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 8), _mm256_loadu_ps(wp + 8), a1);
-                a2 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 16), _mm256_loadu_ps(wp + 16), a2);
-                a3 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 24), _mm256_loadu_ps(wp + 24), a3);
+#pragma GCC unroll 8
+            for (int kx = 0; kx < kw; kx++) {
+                if (kx < kx0 || kx >= kx1) continue;
+                const float *xp = xr + kx * dstep, *wp = wr + (size_t)kx * Cp;
+                if (left >= 32) {
+#pragma GCC unroll 4
+                    for (int i = 0; i < 4; i++)
+                        a[i] = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 8 * i),
+                                               _mm256_loadu_ps(wp + 8 * i), a[i]);
+                } else {
+#pragma GCC unroll 4
+                    for (int i = 0; i < 4; i++)
+                        a[i] = _mm256_fmadd_ps(_mm256_maskload_ps(xp + 8 * i, m[i]),
+                                               _mm256_maskload_ps(wp + 8 * i, m[i]), a[i]);
+                }
             }
         }
-        const float *al = wt->alpha ? wt->alpha + cb : NULL;
-        _mm256_storeu_ps(o + cb, act_v(a0, d->act, al ? _mm256_loadu_ps(al) : lk));
-        _mm256_storeu_ps(o + cb + 8, act_v(a1, d->act, al ? _mm256_loadu_ps(al + 8) : lk));
-        _mm256_storeu_ps(o + cb + 16, act_v(a2, d->act, al ? _mm256_loadu_ps(al + 16) : lk));
-        _mm256_storeu_ps(o + cb + 24, act_v(a3, d->act, al ? _mm256_loadu_ps(al + 24) : lk));
-    }
-    for (; cb < C; cb += 8) {
-        const int nc = C - cb < 8 ? C - cb : 8;
-        const __m256i m = tail_mask(nc);
-        __m256 acc = _mm256_loadu_ps(wt->bias + cb);
-        for (int ky = ky0; ky < ky1; ky++) {
-            const float *xr = xn + ((size_t)(iy0 + ky * d->dh) * W + ix0) * C + cb;
-            const float *wr = wt->b + (size_t)ky * kw * Cp + cb;
-            for (int kx = kx0; kx < kx1; kx++) {
-                const float *xp = xr + (size_t)kx * d->dw * C;
-                const __m256 xv = nc == 8 ? _mm256_loadu_ps(xp) : _mm256_maskload_ps(xp, m);
-                acc = _mm256_fmadd_ps(xv, _mm256_loadu_ps(wr + (size_t)kx * Cp), acc);
-            }
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            if (left <= 8 * i) break;
+            const int nc = left - 8 * i > 8 ? 8 : left - 8 * i;
+            const __m256 sl = wt->alpha ? _mm256_maskload_ps(wt->alpha + cb + 8 * i, m[i]) : lk;
+            store8(o + cb + 8 * i, nc, act_v(a[i], d->act, sl));
         }
-        acc = act_v(acc, d->act, wt->alpha ? _mm256_loadu_ps(wt->alpha + cb) : lk);
-        store8(o + cb, nc, acc);
     }
+}
+
+static void dw_px1_k3(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ix0,
+                      int kx0, int kx1, float *o) {
+    dw_px1(d, xn, iy0, ky0, ky1, ix0, kx0, kx1, o, 3);
+}
+static void dw_px1_k5(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ix0,
+                      int kx0, int kx1, float *o) {
+    dw_px1(d, xn, iy0, ky0, ky1, ix0, kx0, kx1, o, 5);
+}
+static void dw_px1_kn(const nn_dw_args *d, const float *xn, int iy0, int ky0, int ky1, int ix0,
+                      int kx0, int kx1, float *o) {
+    dw_px1(d, xn, iy0, ky0, ky1, ix0, kx0, kx1, o, d->kw);
 }
 
 /* Four horizontally adjacent interior pixels (all taps inside the image columns; rows ky0..ky1
@@ -442,6 +454,8 @@ void nn_dw_avx2(const nn_dw_args *d, int r0, int r1) {
         px8 = d->sw == 1 ? (d->kw == 3 ? dw_px8_s1k3 : dw_px8_s1k5)
                          : (d->kw == 3 ? dw_px8_s2k3 : dw_px8_s2k5);
     const int npx = d->sw == 1 ? 8 : DW_N2;
+    void (*px1)(const nn_dw_args *, const float *, int, int, int, int, int, int, float *) =
+        d->kw == 3 ? dw_px1_k3 : d->kw == 5 ? dw_px1_k5 : dw_px1_kn;
     /* Output columns whose taps are all inside the image: [oxa, oxb). */
     int oxa = (d->pad_l + d->sw - 1) / d->sw;
     int lim = d->w - 1 - (d->kw - 1) * d->dw + d->pad_l;
@@ -472,7 +486,7 @@ void nn_dw_avx2(const nn_dw_args *d, int r0, int r1) {
             int kx0 = 0, kx1 = d->kw;
             while (kx0 < kx1 && ix0 + kx0 * d->dw < 0) kx0++;
             while (kx1 > kx0 && ix0 + (kx1 - 1) * d->dw >= d->w) kx1--;
-            dw_px1(d, xn, iy0, ky0, ky1, ix0, kx0, kx1, yr + (size_t)ox * C);
+            px1(d, xn, iy0, ky0, ky1, ix0, kx0, kx1, yr + (size_t)ox * C);
             ox++;
         }
     }
