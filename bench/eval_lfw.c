@@ -26,9 +26,11 @@
  * fp_embed_aligned on the crop and its mirror (flip-average = normalise(e + e_mirror)).
  *
  * usage: eval_lfw [--data DIR] [--no-flip] [--json] [--threads N] [--limit N] [--variant NAME|all]
- *                 [--detector short|auto|full|both] [--cache FILE]
+ *                 [--detector short|auto|full|both] [--cache FILE] [--scores FILE]
  *   --limit N     first N pairs of each matched/mismatched block (quick runs; N <= 300)
  *   --cache FILE  store/load the per-image features (all variants) to re-score without re-running
+ *   --scores FILE per-pair CSV of the selected variant: set, same, image 1, image 2, MobileFaceNet
+ *                 cosine, faceres cosine (+faceres variants), faces found in image 1, 2
  */
 #include <jansson.h>
 #include <math.h>
@@ -255,7 +257,7 @@ static double best_threshold(const double *s, const pair_rec *p, int n, const in
 
 /* Threshold chosen on the sets other than k, accuracy on set k. */
 static double fold_accuracy(const double *s, const pair_rec *p, int n, int k, double *thr) {
-    int *use = malloc(sizeof *use * n), ok = 0, m = 0;
+    int *use = calloc(n, sizeof *use), ok = 0, m = 0;
     for (int i = 0; i < n; i++) use[i] = p[i].set != k;
     best_threshold(s, p, n, use, thr);
     for (int i = 0; i < n; i++)
@@ -276,7 +278,7 @@ static metrics evaluate(const double *s, const pair_rec *p, int n) {
     memset(&r, 0, sizeof r);
     for (int k = 0; k < SETS; k++) r.fold[k] = fold_accuracy(s, p, n, k, &r.thr[k]);
     fold_summary(&r);
-    int *use = malloc(sizeof *use * n);
+    int *use = calloc(n, sizeof *use);
     for (int i = 0; i < n; i++) use[i] = 1;
     r.best_all = best_threshold(s, p, n, use, &r.best_thr);
     free(use);
@@ -336,7 +338,7 @@ static void fuse(const double *s1, const double *s2, const pair_rec *p, int n, i
  * the other sets. best-all, AUC and EER use statistics of all pairs and the mean weight. */
 static metrics evaluate_fused(const double *s1, const double *s2, const pair_rec *p, int n, double w_fixed, double *w_used) {
     double *g = malloc(sizeof *g * n), thr;
-    int *use = malloc(sizeof *use * n);
+    int *use = calloc(n, sizeof *use);
     double fold[SETS], thrs[SETS], wsum = 0;
     for (int k = 0; k < SETS; k++) {
         double best_w = w_fixed, best_acc = -1;
@@ -365,14 +367,14 @@ static metrics evaluate_fused(const double *s1, const double *s2, const pair_rec
 /* ---------------------------------------------------------------------------------------------- */
 static void usage(void) {
     fprintf(stderr, "usage: eval_lfw [--data DIR] [--no-flip] [--json] [--threads N] [--limit N] [--variant NAME|all]\n"
-                    "                [--detector short|auto|full|both] [--cache FILE]\n"
+                    "                [--detector short|auto|full|both] [--cache FILE] [--scores FILE]\n"
                     "variants: lib iris iris-c corners corners-c contour contour-c, each optionally +faceres or\n"
                     "          +faceres* (tuned weight); faceres; all\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
-    const char *data = "../shared/data/lfw", *variant = "corners-c+faceres", *cache = NULL, *det = "auto";
+    const char *data = "../shared/data/lfw", *variant = "corners-c+faceres", *cache = NULL, *det = "auto", *scores_out = NULL;
     int flip = 1, json = 0, threads = 1, limit = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -385,11 +387,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--variant") && more) variant = argv[++i];
         else if (!strcmp(a, "--detector") && more) det = argv[++i];
         else if (!strcmp(a, "--cache") && more) cache = argv[++i];
+        else if (!strcmp(a, "--scores") && more) scores_out = argv[++i];
         else usage();
     }
     int full_range = !strcmp(det, "short") ? 0 : !strcmp(det, "full") ? 1 : !strcmp(det, "both") ? 2 : -1;
     /* parse the variant: ALIGN[+faceres[*]] | faceres | all */
-    int all = !strcmp(variant, "all"), v_al = -1, v_fr = 0, v_tuned = 0, v_fr_only = !strcmp(variant, "faceres");
+    int all = !strcmp(variant, "all"), v_al = -1, v_fr = 0, v_fr_only = !strcmp(variant, "faceres");
     if (!all && !v_fr_only) {
         const char *plus = strchr(variant, '+');
         size_t len = plus ? (size_t)(plus - variant) : strlen(variant);
@@ -397,7 +400,6 @@ int main(int argc, char **argv) {
             if (strlen(al_name[k]) == len && !strncmp(variant, al_name[k], len)) v_al = k;
         if (plus) v_fr = !strcmp(plus, "+faceres") ? 1 : !strcmp(plus, "+faceres*") ? 2 : -1;
         if (v_al < 0 || v_fr < 0) usage();
-        v_tuned = v_fr == 2;
     }
     int need_desc = all || v_fr || v_fr_only;
 
@@ -533,6 +535,15 @@ int main(int argc, char **argv) {
                     m = evaluate_fused(s1, s2, pairs, n_pairs, fr == 2 ? -1 : 1, &w);
                 } else {
                     m = evaluate(s1, pairs, n_pairs);
+                }
+                if (scores_out && !all) {
+                    FILE *so = fopen(scores_out, "w");
+                    for (int i = 0; so && i < n_pairs; i++) {
+                        const image_rec *a = &im[pairs[i].img[0]], *b = &im[pairs[i].img[1]];
+                        fprintf(so, "%d,%d,%s,%s,%.6f,%.6f,%d,%d\n", pairs[i].set, pairs[i].same, a->path, b->path, s1[i], fr ? s2[i] : NAN,
+                                a->n_faces, b->n_faces);
+                    }
+                    if (so) fclose(so);
                 }
                 char name[64];
                 snprintf(name, sizeof name, "%s%s", al_name[al], fr == 1 ? "+faceres" : fr == 2 ? "+faceres*" : "");

@@ -44,6 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (int i = 0; i < g->n_values; i++)
             if (g->values[i].data && g->values[i].nbytes != (size_t)nn_shape_count(&g->values[i].shape) * 4)
                 abort();
+        /* then what fp_model_load does next: ordering, fusion, shape planning, weight packing */
+        (void)nn_graph_finalize(g, err, sizeof err);
     } else if (g != NULL || err[0] == '\0') {
         abort();
     }

@@ -275,26 +275,33 @@ static fp_status get_packed(const nn_exec_ctx *ctx, int kind, int n, int k, nn_p
 static int n_panels(const nn_packed *w) { return (w->npad + NN_NR - 1) / NN_NR; }
 
 void nn_gemm_scalar(const nn_gemm_args *g, int m0, int m1, int p0, int p1) {
+    static const ptrdiff_t no_off[1] = {0};
     const nn_packed *w = g->w;
     const int K = w->k;
+    const int nseg = g->nseg > 0 ? g->nseg : 1, slen = g->nseg > 0 ? g->seg_len : K;
+    const int k0 = g->nseg > 0 ? g->k0 : 0;
+    const ptrdiff_t *seg = g->nseg > 0 ? g->seg_off : no_off;
     for (int p = p0; p < p1; p++) {
         int j0 = p * NN_NR;
         int wd = w->npad - j0 < NN_NR ? w->npad - j0 : NN_NR;
         int nv = w->n - j0 < wd ? w->n - j0 : wd;
         const float *bp = w->b + (size_t)j0 * K;
         for (int m = m0; m < m1; m++) {
-            const float *a = g->a + (size_t)m * g->lda;
             float acc[NN_NR];
             for (int j = 0; j < wd; j++) acc[j] = w->bias[j0 + j];
-            if (wd == NN_NR) {
-                for (int k = 0; k < K; k++) {
-                    const float av = a[k], *bk = bp + (size_t)k * NN_NR;
-                    for (int j = 0; j < NN_NR; j++) acc[j] += av * bk[j];
-                }
-            } else {
-                for (int k = 0; k < K; k++) {
-                    const float av = a[k], *bk = bp + (size_t)k * wd;
-                    for (int j = 0; j < wd; j++) acc[j] += av * bk[j];
+            for (int s = 0; s < nseg; s++) {
+                const float *a = g->a + (size_t)m * g->lda + seg[s];
+                const float *bs = bp + ((size_t)k0 + (size_t)s * slen) * wd;
+                if (wd == NN_NR) {
+                    for (int k = 0; k < slen; k++) {
+                        const float av = a[k], *bk = bs + (size_t)k * NN_NR;
+                        for (int j = 0; j < NN_NR; j++) acc[j] += av * bk[j];
+                    }
+                } else {
+                    for (int k = 0; k < slen; k++) {
+                        const float av = a[k], *bk = bs + (size_t)k * wd;
+                        for (int j = 0; j < wd; j++) acc[j] += av * bk[j];
+                    }
                 }
             }
             float *c = g->c + (size_t)m * g->ldc + j0;
@@ -434,6 +441,49 @@ static void im2col_rows(const conv_geom *cg, const float *x, int m0, int rows, f
     }
 }
 
+/* Output row r = n*oh + oy of a KxK convolution without im2col for its interior columns
+ * [oxa, oxb): their kernel rows are runs of kw*cin input floats, sw*cin apart from pixel to pixel,
+ * which the GEMM reads in place (segmented A). Border columns, and rows whose kernel rows all fall
+ * in the padding, are gathered into buf (NN_IM2COL_ROWS x K floats) first. */
+static void conv_row(const conv_geom *cg, const float *x, const nn_gemm_args *ga, int r, int oxa,
+                     int oxb, float *buf, float *out) {
+    const int n = r / cg->oh, oy = r % cg->oh, iy0 = oy * cg->sh - cg->pt;
+    const size_t cin = (size_t)cg->cin, K = (size_t)cg->kh * cg->kw * cin;
+    const int np = n_panels(ga->w);
+    int ky0 = 0, ky1 = cg->kh;
+    while (ky0 < ky1 && iy0 + ky0 * cg->dh < 0) ky0++;
+    while (ky1 > ky0 && iy0 + (ky1 - 1) * cg->dh >= cg->h) ky1--;
+    if (ky0 >= ky1) oxa = oxb = 0;
+    float *orow = out + (size_t)r * cg->ow * cg->cout;
+    if (oxa < oxb) {
+        ptrdiff_t seg[NN_CONV_MAX_KH];
+        for (int s = 0; s < ky1 - ky0; s++) seg[s] = (ptrdiff_t)s * cg->dh * cg->w * (ptrdiff_t)cin;
+        nn_gemm_args g = *ga;
+        g.a = x + (((size_t)n * cg->h + (size_t)(iy0 + ky0 * cg->dh)) * cg->w +
+                   (size_t)(oxa * cg->sw - cg->pl)) * cin;
+        g.lda = (size_t)cg->sw * cin;
+        g.seg_off = seg;
+        g.nseg = ky1 - ky0;
+        g.seg_len = cg->kw * cg->cin;
+        g.k0 = ky0 * cg->kw * cg->cin;
+        g.c = orow + (size_t)oxa * cg->cout;
+        g.m = oxb - oxa;
+        gemm_range(&g, 0, g.m, 0, np);
+    }
+    const int border[2][2] = {{0, oxa}, {oxb, cg->ow}};
+    for (int b = 0; b < 2; b++)
+        for (int ox = border[b][0]; ox < border[b][1]; ox += NN_IM2COL_ROWS) {
+            int cnt = border[b][1] - ox < NN_IM2COL_ROWS ? border[b][1] - ox : NN_IM2COL_ROWS;
+            im2col_rows(cg, x, r * cg->ow + ox, cnt, buf);
+            nn_gemm_args g = *ga;
+            g.a = buf;
+            g.lda = K;
+            g.c = orow + (size_t)ox * cg->cout;
+            g.m = cnt;
+            gemm_range(&g, 0, cnt, 0, np);
+        }
+}
+
 static fp_status run_conv(const nn_exec_ctx *ctx) {
     const nn_op *op = ctx->op;
     conv_geom cg;
@@ -456,12 +506,27 @@ static fp_status run_conv(const nn_exec_ctx *ctx) {
         nn_gemm_run(&ga, ctx->threads);
         return FP_OK;
     }
-    const int blocks = (M + NN_IM2COL_ROWS - 1) / NN_IM2COL_ROWS;
-    int T = ctx->threads > 1 ? ctx->threads : 1;
-    if (T > NN_IM2COL_SLOTS) T = NN_IM2COL_SLOTS;
-    if (T > blocks) T = blocks;
     const float *x = ctx->in[0];
     float *out = ctx->out;
+    int T = ctx->threads > 1 ? ctx->threads : 1;
+    if (T > NN_IM2COL_SLOTS) T = NN_IM2COL_SLOTS;
+    if (cg.dw == 1 && cg.kh <= NN_CONV_MAX_KH) {
+        /* Output columns whose kernel rows lie entirely inside the image: [oxa, oxb). */
+        int oxa = (cg.pl + cg.sw - 1) / cg.sw, lim = cg.w - cg.kw + cg.pl;
+        int oxb = lim >= 0 ? lim / cg.sw + 1 : 0;
+        if (oxa > cg.ow) oxa = cg.ow;
+        if (oxb > cg.ow) oxb = cg.ow;
+        if (oxb < oxa) oxb = oxa;
+        const int rows = cg.n * cg.oh;
+        if (T > rows) T = rows;
+#pragma omp parallel for num_threads(T) schedule(static) if (T > 1)
+        for (int r = 0; r < rows; r++)
+            conv_row(&cg, x, &ga, r, oxa, oxb, scr + (size_t)thread_id() * NN_IM2COL_ROWS * K, out);
+        return FP_OK;
+    }
+    /* Horizontal dilation: blocks of gathered rows. */
+    const int blocks = (M + NN_IM2COL_ROWS - 1) / NN_IM2COL_ROWS;
+    if (T > blocks) T = blocks;
 #pragma omp parallel for num_threads(T) schedule(static) if (T > 1)
     for (int b = 0; b < blocks; b++) {
         int m0 = b * NN_IM2COL_ROWS, rows = M - m0 < NN_IM2COL_ROWS ? M - m0 : NN_IM2COL_ROWS;
@@ -567,54 +632,65 @@ static fp_status run_fc(const nn_exec_ctx *ctx) {
 /* ---------------------------------------------------------------------------------------------- */
 /* Pooling                                                                                         */
 /* ---------------------------------------------------------------------------------------------- */
-static fp_status run_pool(const nn_exec_ctx *ctx) {
-    const nn_op *op = ctx->op;
-    const nn_pool_params *p = &op->p.pool;
-    const nn_shape *xs = ctx->in_shape[0];
-    if (!xs || xs->ndim != 4) return fp_fail(FP_ERR_SHAPE, "%s: want 4-D input", op_name(op->type));
-    const int N = (int)xs->d[0], H = (int)xs->d[1], W = (int)xs->d[2], C = (int)xs->d[3];
-    const int sh = p->sh > 0 ? p->sh : 1, sw = p->sw > 0 ? p->sw : 1;
-    nn_padding pad = p->padding == NN_PAD_SAME ? NN_PAD_SAME : NN_PAD_VALID;
-    int pt, pl;
-    const int OH = nn_window_out(H, p->kh, sh, 1, pad, 0, 0, &pt);
-    const int OW = nn_window_out(W, p->kw, sw, 1, pad, 0, 0, &pl);
-    if (OH < 1 || OW < 1) return fp_fail(FP_ERR_SHAPE, "%s: empty output", op_name(op->type));
-    fp_status st = check_out(ctx, N, OH, OW, C);
-    if (st) return st;
-    const int is_max = op->type == NN_OP_MAXPOOL, rows = N * OH;
-    const float *x = ctx->in[0];
-    float *y = ctx->out;
-    int T = ctx->threads > 1 ? ctx->threads : 1;
-    if (T > rows) T = rows;
-#pragma omp parallel for num_threads(T) schedule(static) if (T > 1)
-    for (int r = 0; r < rows; r++) {
-        int n = r / OH, oy = r % OH;
-        int y0 = oy * sh - pt, ys = y0 > 0 ? y0 : 0, ye = y0 + p->kh < H ? y0 + p->kh : H;
-        for (int ox = 0; ox < OW; ox++) {
-            int x0 = ox * sw - pl, xs0 = x0 > 0 ? x0 : 0, xe = x0 + p->kw < W ? x0 + p->kw : W;
-            float *o = y + ((size_t)r * OW + ox) * C;
-            int first = 1;
-            for (int iy = ys; iy < ye; iy++)
-                for (int ix = xs0; ix < xe; ix++) {
-                    const float *xi = x + (((size_t)n * H + iy) * W + ix) * C;
-                    if (first)
-                        memcpy(o, xi, (size_t)C * sizeof *o);
-                    else if (is_max)
-                        for (int c = 0; c < C; c++) o[c] = xi[c] > o[c] ? xi[c] : o[c];
-                    else
-                        for (int c = 0; c < C; c++) o[c] += xi[c];
-                    first = 0;
-                }
-            int taps = (ye - ys) * (xe - xs0);
+void nn_pool_scalar(const nn_pool_args *p, int r0, int r1) {
+    const int C = p->c;
+    for (int r = r0; r < r1; r++) {
+        int n = r / p->oh, oy = r % p->oh;
+        int y0 = oy * p->sh - p->pad_t, ys = y0 > 0 ? y0 : 0, ye = y0 + p->kh < p->h ? y0 + p->kh : p->h;
+        for (int ox = 0; ox < p->ow; ox++) {
+            int x0 = ox * p->sw - p->pad_l, xs = x0 > 0 ? x0 : 0;
+            int xe = x0 + p->kw < p->w ? x0 + p->kw : p->w;
+            float *o = p->y + ((size_t)r * p->ow + ox) * C;
+            int taps = (ye - ys) * (xe - xs);
             if (taps <= 0) {
                 memset(o, 0, (size_t)C * sizeof *o);
                 continue;
             }
-            if (!is_max)
+            for (int iy = ys; iy < ye; iy++)
+                for (int ix = xs; ix < xe; ix++) {
+                    const float *xi = p->x + (((size_t)n * p->h + iy) * p->w + ix) * C;
+                    if (iy == ys && ix == xs)
+                        memcpy(o, xi, (size_t)C * sizeof *o);
+                    else if (p->is_max)
+                        for (int c = 0; c < C; c++) o[c] = xi[c] > o[c] ? xi[c] : o[c];
+                    else
+                        for (int c = 0; c < C; c++) o[c] += xi[c];
+                }
+            if (!p->is_max)
                 for (int c = 0; c < C; c++) o[c] /= (float)taps;
             if (p->act != NN_ACT_NONE)
                 for (int c = 0; c < C; c++) o[c] = act_scalar(o[c], p->act, 0.0f);
         }
+    }
+}
+
+static fp_status run_pool(const nn_exec_ctx *ctx) {
+    const nn_op *op = ctx->op;
+    const nn_pool_params *pp = &op->p.pool;
+    const nn_shape *xs = ctx->in_shape[0];
+    if (!xs || xs->ndim != 4) return fp_fail(FP_ERR_SHAPE, "%s: want 4-D input", op_name(op->type));
+    nn_pool_args p = {.x = ctx->in[0], .n = (int)xs->d[0], .h = (int)xs->d[1], .w = (int)xs->d[2],
+                      .c = (int)xs->d[3], .kh = pp->kh, .kw = pp->kw,
+                      .sh = pp->sh > 0 ? pp->sh : 1, .sw = pp->sw > 0 ? pp->sw : 1,
+                      .is_max = op->type == NN_OP_MAXPOOL, .act = pp->act, .y = ctx->out};
+    /* Pool params carry no explicit pads: EXPLICIT behaves as VALID. */
+    nn_padding pad = pp->padding == NN_PAD_SAME ? NN_PAD_SAME : NN_PAD_VALID;
+    p.oh = nn_window_out(p.h, p.kh, p.sh, 1, pad, 0, 0, &p.pad_t);
+    p.ow = nn_window_out(p.w, p.kw, p.sw, 1, pad, 0, 0, &p.pad_l);
+    if (p.oh < 1 || p.ow < 1) return fp_fail(FP_ERR_SHAPE, "%s: empty output", op_name(op->type));
+    fp_status st = check_out(ctx, p.n, p.oh, p.ow, p.c);
+    if (st) return st;
+    const int rows = p.n * p.oh, avx = use_avx2();
+    int T = ctx->threads > 1 ? ctx->threads : 1;
+    if (T > rows) T = rows;
+    if ((int64_t)rows * p.ow * p.c < 16384) T = 1; /* not worth waking a thread */
+#pragma omp parallel for num_threads(T) schedule(static) if (T > 1)
+    for (int t = 0; t < T; t++) {
+        int r0 = (int)((long)rows * t / T), r1 = (int)((long)rows * (t + 1) / T);
+        if (avx)
+            nn_pool_avx2(&p, r0, r1);
+        else
+            nn_pool_scalar(&p, r0, r1);
     }
     return FP_OK;
 }
@@ -801,6 +877,28 @@ static void row_strides(const nn_shape *s, int64_t *st) {
     }
 }
 
+/* Short rows (a channel pad copies 24 floats per pixel) would spend more in memcpy/memset
+ * calls than in moving data; fixed 32-byte chunks compile to plain vector moves. */
+static inline void copy_floats(float *d, const float *s, size_t n) {
+    if (n >= 64) {
+        memcpy(d, s, n * sizeof *d);
+        return;
+    }
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) memcpy(d + i, s + i, 32);
+    for (; i < n; i++) d[i] = s[i];
+}
+
+static inline void zero_floats(float *d, size_t n) {
+    if (n >= 64) {
+        memset(d, 0, n * sizeof *d);
+        return;
+    }
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) memset(d + i, 0, 32);
+    for (; i < n; i++) d[i] = 0.0f;
+}
+
 static fp_status run_pad(const nn_exec_ctx *ctx) {
     const nn_shape *xs = ctx->in_shape[0], *os = ctx->out_shape;
     int64_t np = 0;
@@ -814,18 +912,34 @@ static fp_status run_pad(const nn_exec_ctx *ctx) {
             os->d[i] != xs->d[i] + pads[2 * i] + pads[2 * i + 1])
             return fp_fail(FP_ERR_SHAPE, "PAD: output dim %d", i);
     const int64_t total = nn_shape_count(os), incnt = nn_shape_count(xs);
-    memset(ctx->out, 0, (size_t)total * sizeof(float));
-    if (incnt == 0) return FP_OK;
-    int64_t ost[NN_MAX_DIMS];
-    row_strides(os, ost);
-    const int64_t inner = xs->d[nd - 1], rows = incnt / inner;
+    if (total == 0) return FP_OK;
+    const int64_t oinner = os->d[nd - 1], inner = xs->d[nd - 1], rows = total / oinner;
+    const int64_t lo = pads[2 * (nd - 1)], hi = pads[2 * (nd - 1) + 1];
+    int64_t ist[NN_MAX_DIMS];
+    row_strides(xs, ist);
+    /* Every output row is written once: zeros, or zeros | input row | zeros. The outer index is
+     * kept as an odometer: a 64-bit division per dim and row would cost more than the copy. */
+    int64_t idx[NN_MAX_DIMS] = {0};
     for (int64_t r = 0; r < rows; r++) {
-        int64_t rem = r, off = pads[2 * (nd - 1)];
-        for (int i = nd - 2; i >= 0; i--) {
-            off += (rem % xs->d[i] + pads[2 * i]) * ost[i];
-            rem /= xs->d[i];
+        float *o = ctx->out + r * oinner;
+        int64_t src = 0;
+        int inside = incnt > 0;
+        for (int i = 0; i < nd - 1; i++) {
+            int64_t v = idx[i] - pads[2 * i];
+            if (v < 0 || v >= xs->d[i]) inside = 0;
+            src += v * ist[i];
         }
-        memcpy(ctx->out + off, ctx->in[0] + r * inner, (size_t)inner * sizeof(float));
+        for (int i = nd - 2; i >= 0; i--) {
+            if (++idx[i] < os->d[i]) break;
+            idx[i] = 0;
+        }
+        if (!inside) {
+            zero_floats(o, (size_t)oinner);
+            continue;
+        }
+        zero_floats(o, (size_t)lo);
+        copy_floats(o + lo, ctx->in[0] + src, (size_t)inner);
+        zero_floats(o + lo + inner, (size_t)hi);
     }
     return FP_OK;
 }

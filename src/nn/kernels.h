@@ -26,6 +26,10 @@
  * at most this many threads. */
 #define NN_IM2COL_SLOTS 8
 
+/* Kernel heights up to this run as implicit GEMM (one A run per kernel row); taller ones and
+ * horizontally dilated ones are gathered with im2col. */
+#define NN_CONV_MAX_KH 16
+
 enum { NN_PACK_GEMM = 1, NN_PACK_DW = 2 };
 
 /* Pre-packed weights (op->packed, or a copy in scratch when the weights are not constants).
@@ -63,6 +67,11 @@ typedef struct nn_gemm_args {
     int m;
     nn_act act;
     float leaky; /* NN_ACT_LEAKY slope */
+    /* Implicit im2col (nseg > 0): row m of A is the concatenation of nseg runs of seg_len floats
+     * at a + m*lda + seg_off[s], multiplied with rows k0 .. k0 + nseg*seg_len of B. A convolution
+     * reads its interior pixels straight from the input this way: one run per kernel row. */
+    const ptrdiff_t *seg_off;
+    int nseg, seg_len, k0;
 } nn_gemm_args;
 
 /* Depthwise convolution over rows r = n*oh + oy of the output. */
@@ -77,11 +86,22 @@ typedef struct nn_dw_args {
     float leaky;
 } nn_dw_args;
 
+/* MAXPOOL / AVGPOOL over output rows r = n*oh + oy (AVG divides by the taps inside the image). */
+typedef struct nn_pool_args {
+    const float *x;
+    int n, h, w, c;
+    int kh, kw, sh, sw, pad_t, pad_l, oh, ow;
+    int is_max;
+    nn_act act;
+    float *y;
+} nn_pool_args;
+
 /* --- AVX2/FMA versions (kernels_avx2.c); call only when nn_avx2_compiled and the CPU has both --- */
 extern const int nn_avx2_compiled;
 void nn_gemm_avx2(const nn_gemm_args *g, int m0, int m1, int p0, int p1);
 /* Only for mult == 1. */
 void nn_dw_avx2(const nn_dw_args *d, int r0, int r1);
+void nn_pool_avx2(const nn_pool_args *p, int r0, int r1);
 /* o[i] = act(a[i*sa] OP b[i*sb]), sa/sb in {0,1}; op is ADD..MAX or PRELU (act NONE). */
 void nn_binary_avx2(nn_op_type op, nn_act act, const float *a, int sa, const float *b, int sb,
                     float *o, size_t n);
@@ -92,6 +112,7 @@ int nn_unary_avx2(nn_op_type op, const float *x, float *y, size_t n, float alpha
 /* --- Portable versions (kernels.c), used by the dispatcher and exposed for the bench --- */
 void nn_gemm_scalar(const nn_gemm_args *g, int m0, int m1, int p0, int p1);
 void nn_dw_scalar(const nn_dw_args *d, int r0, int r1);
+void nn_pool_scalar(const nn_pool_args *p, int r0, int r1);
 
 /* Runs a GEMM with the selected kernel set over `threads` threads (splits rows, or panels when
  * there are too few rows). */

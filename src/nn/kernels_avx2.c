@@ -76,7 +76,8 @@ AI void store8(float *c, int nv, __m256 v) {
 /* Per-call constants of one GEMM tile. */
 typedef struct tile_ctx {
     size_t lda, ldc;
-    int kc, nv, first, last;
+    const ptrdiff_t *seg; /* A runs: nseg offsets of kc floats each */
+    int nseg, kc, nv, first, last;
     const float *bias, *alpha;
     nn_act act;
     float leaky;
@@ -105,15 +106,18 @@ AI void ukr16(const int mr, const tile_ctx *t, const float *a, const float *b, f
         if (mr > 4) load_row16(c + 4 * ldc, nv, &c40, &c41);
         if (mr > 5) load_row16(c + 5 * ldc, nv, &c50, &c51);
     }
-    const float *a0 = a, *a1 = mr > 1 ? a + lda : a, *a2 = mr > 2 ? a + 2 * lda : a;
-    const float *a3 = mr > 3 ? a + 3 * lda : a, *a4 = mr > 4 ? a + 4 * lda : a;
-    const float *a5 = mr > 5 ? a + 5 * lda : a;
     const int kc = t->kc;
+    for (int s = 0; s < t->nseg; s++) {
+        const float *as = a + t->seg[s];
+        const float *a0 = as, *a1 = mr > 1 ? as + lda : as, *a2 = mr > 2 ? as + 2 * lda : as;
+        const float *a3 = mr > 3 ? as + 3 * lda : as, *a4 = mr > 4 ? as + 4 * lda : as;
+        const float *a5 = mr > 5 ? as + 5 * lda : as;
 #pragma GCC unroll 4
-    for (int k = 0; k < kc; k++) {
-        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-        b += 16;
-        ROW16(0) ROW16(1) ROW16(2) ROW16(3) ROW16(4) ROW16(5)
+        for (int k = 0; k < kc; k++) {
+            const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+            b += 16;
+            ROW16(0) ROW16(1) ROW16(2) ROW16(3) ROW16(4) ROW16(5)
+        }
     }
     if (t->last && t->act != NN_ACT_NONE) {
         __m256 s0 = _mm256_set1_ps(t->leaky), s1 = s0;
@@ -154,15 +158,18 @@ AI void ukr8(const int mr, const tile_ctx *t, const float *a, const float *b, fl
         if (mr > 4) c4 = load8(c + 4 * ldc, nv);
         if (mr > 5) c5 = load8(c + 5 * ldc, nv);
     }
-    const float *a0 = a, *a1 = mr > 1 ? a + lda : a, *a2 = mr > 2 ? a + 2 * lda : a;
-    const float *a3 = mr > 3 ? a + 3 * lda : a, *a4 = mr > 4 ? a + 4 * lda : a;
-    const float *a5 = mr > 5 ? a + 5 * lda : a;
     const int kc = t->kc;
+    for (int s = 0; s < t->nseg; s++) {
+        const float *as = a + t->seg[s];
+        const float *a0 = as, *a1 = mr > 1 ? as + lda : as, *a2 = mr > 2 ? as + 2 * lda : as;
+        const float *a3 = mr > 3 ? as + 3 * lda : as, *a4 = mr > 4 ? as + 4 * lda : as;
+        const float *a5 = mr > 5 ? as + 5 * lda : as;
 #pragma GCC unroll 4
-    for (int k = 0; k < kc; k++) {
-        const __m256 b0 = _mm256_loadu_ps(b);
-        b += 8;
-        ROW8(0) ROW8(1) ROW8(2) ROW8(3) ROW8(4) ROW8(5)
+        for (int k = 0; k < kc; k++) {
+            const __m256 b0 = _mm256_loadu_ps(b);
+            b += 8;
+            ROW8(0) ROW8(1) ROW8(2) ROW8(3) ROW8(4) ROW8(5)
+        }
     }
     if (t->last && t->act != NN_ACT_NONE) {
         const __m256 s = t->alpha ? _mm256_loadu_ps(t->alpha) : _mm256_set1_ps(t->leaky);
@@ -214,27 +221,46 @@ static void tile8(int mr, const tile_ctx *t, const float *a, const float *b, flo
 #endif
 
 void nn_gemm_avx2(const nn_gemm_args *g, int m0, int m1, int p0, int p1) {
+    static const ptrdiff_t no_off[1] = {0};
     const nn_packed *w = g->w;
     const int K = w->k;
-    const int nkb = (K + GEMM_KC - 1) / GEMM_KC;
-    const int kstep = (K + nkb - 1) / nkb;
+    /* K blocks: plain A splits K evenly into <= GEMM_KC chunks; segmented A takes whole runs,
+     * as many as fit in GEMM_KC (at least one). */
+    const int segd = g->nseg > 0;
+    const int runs_per_blk = segd ? (g->seg_len < GEMM_KC ? GEMM_KC / g->seg_len : 1) : 1;
+    const int nkb = segd ? (g->nseg + runs_per_blk - 1) / runs_per_blk : (K + GEMM_KC - 1) / GEMM_KC;
+    const int kstep = segd ? g->seg_len : (K + nkb - 1) / nkb;
     tile_ctx t = {.lda = g->lda, .ldc = g->ldc, .act = g->act, .leaky = g->leaky};
     for (int mb = m0; mb < m1; mb += GEMM_MC) {
         const int me = mb + GEMM_MC < m1 ? mb + GEMM_MC : m1;
-        for (int kb = 0; kb < K; kb += kstep) {
-            t.kc = K - kb < kstep ? K - kb : kstep;
+        for (int kb = 0; kb < nkb; kb++) {
+            int brow, aoff; /* first row of B, offset into each A row */
+            if (segd) {
+                const int s0 = kb * runs_per_blk;
+                t.seg = g->seg_off + s0;
+                t.nseg = g->nseg - s0 < runs_per_blk ? g->nseg - s0 : runs_per_blk;
+                t.kc = g->seg_len;
+                brow = g->k0 + s0 * g->seg_len;
+                aoff = 0;
+            } else {
+                t.seg = no_off;
+                t.nseg = 1;
+                t.kc = K - kb * kstep < kstep ? K - kb * kstep : kstep;
+                brow = kb * kstep;
+                aoff = brow;
+            }
             t.first = kb == 0;
-            t.last = kb + t.kc == K;
+            t.last = kb == nkb - 1;
             for (int p = p0; p < p1; p++) {
                 const int j0 = p * NN_NR;
                 const int wd = w->npad - j0 < NN_NR ? w->npad - j0 : NN_NR;
                 t.nv = w->n - j0 < wd ? w->n - j0 : wd;
                 t.bias = w->bias + j0;
                 t.alpha = w->alpha ? w->alpha + j0 : NULL;
-                const float *bp = w->b + (size_t)j0 * K + (size_t)kb * wd;
+                const float *bp = w->b + (size_t)j0 * K + (size_t)brow * wd;
                 for (int m = mb; m < me; m += NN_MR) {
                     const int mr = me - m < NN_MR ? me - m : NN_MR;
-                    const float *a = g->a + (size_t)m * g->lda + kb;
+                    const float *a = g->a + (size_t)m * g->lda + aoff;
                     float *c = g->c + (size_t)m * g->ldc + j0;
                     if (wd == NN_NR)
                         tile16(mr, &t, a, bp, c);
@@ -493,6 +519,73 @@ void nn_dw_avx2(const nn_dw_args *d, int r0, int r1) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* Pooling                                                                                         */
+/* ---------------------------------------------------------------------------------------------- */
+/* Taps outer, channels inner: the output pixel is the accumulator (it stays in L1), so every tap
+ * is a plain stream of loads and max/add. is_max is a constant at the call sites. */
+AI void pool_rows(const nn_pool_args *p, int r0, int r1, const int is_max) {
+    const int C = p->c, W = p->w, cfull = C & ~7;
+    const __m256i tm = tail_mask(C - cfull);
+    const __m256 zero = _mm256_setzero_ps();
+    for (int r = r0; r < r1; r++) {
+        const int n = r / p->oh, oy = r % p->oh;
+        const int y0 = oy * p->sh - p->pad_t, ys = y0 > 0 ? y0 : 0;
+        const int ye = y0 + p->kh < p->h ? y0 + p->kh : p->h;
+        const float *xn = p->x + (size_t)n * p->h * W * C;
+        for (int ox = 0; ox < p->ow; ox++) {
+            const int x0 = ox * p->sw - p->pad_l, xs = x0 > 0 ? x0 : 0;
+            const int xe = x0 + p->kw < W ? x0 + p->kw : W;
+            float *o = p->y + ((size_t)r * p->ow + ox) * C;
+            const int taps = (ye - ys) * (xe - xs);
+            if (taps <= 0) {
+                for (int cb = 0; cb < C; cb += 8) store8(o + cb, C - cb, zero);
+                continue;
+            }
+            int first = 1;
+            for (int iy = ys; iy < ye; iy++) {
+                const float *xr = xn + (size_t)iy * W * C;
+                for (int ix = xs; ix < xe; ix++) {
+                    const float *xp = xr + (size_t)ix * C;
+                    if (first) {
+                        for (int cb = 0; cb < cfull; cb += 8)
+                            _mm256_storeu_ps(o + cb, _mm256_loadu_ps(xp + cb));
+                        if (cfull < C)
+                            _mm256_maskstore_ps(o + cfull, tm, _mm256_maskload_ps(xp + cfull, tm));
+                        first = 0;
+                        continue;
+                    }
+                    for (int cb = 0; cb < cfull; cb += 8) {
+                        const __m256 v = _mm256_loadu_ps(xp + cb), a = _mm256_loadu_ps(o + cb);
+                        _mm256_storeu_ps(o + cb, is_max ? _mm256_max_ps(v, a) : _mm256_add_ps(a, v));
+                    }
+                    if (cfull < C) {
+                        const __m256 v = _mm256_maskload_ps(xp + cfull, tm);
+                        const __m256 a = _mm256_maskload_ps(o + cfull, tm);
+                        _mm256_maskstore_ps(o + cfull, tm,
+                                            is_max ? _mm256_max_ps(v, a) : _mm256_add_ps(a, v));
+                    }
+                }
+            }
+            if (is_max && p->act == NN_ACT_NONE) continue;
+            const __m256 vt = _mm256_set1_ps((float)taps);
+            for (int cb = 0; cb < C; cb += 8) {
+                const int nc = C - cb < 8 ? C - cb : 8;
+                __m256 a = load8(o + cb, nc);
+                if (!is_max) a = _mm256_div_ps(a, vt);
+                store8(o + cb, nc, act_v(a, p->act, zero));
+            }
+        }
+    }
+}
+
+void nn_pool_avx2(const nn_pool_args *p, int r0, int r1) {
+    if (p->is_max)
+        pool_rows(p, r0, r1, 1);
+    else
+        pool_rows(p, r0, r1, 0);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 /* Element-wise                                                                                    */
 /* ---------------------------------------------------------------------------------------------- */
 AI __m256 bin_v(nn_op_type op, __m256 x, __m256 z) {
@@ -600,6 +693,7 @@ void nn_gemm_avx2(const nn_gemm_args *g, int m0, int m1, int p0, int p1) {
     nn_gemm_scalar(g, m0, m1, p0, p1);
 }
 void nn_dw_avx2(const nn_dw_args *d, int r0, int r1) { nn_dw_scalar(d, r0, r1); }
+void nn_pool_avx2(const nn_pool_args *p, int r0, int r1) { nn_pool_scalar(p, r0, r1); }
 void nn_binary_avx2(nn_op_type op, nn_act act, const float *a, int sa, const float *b, int sb,
                     float *o, size_t n) {
     (void)op, (void)act, (void)a, (void)sa, (void)b, (void)sb, (void)o, (void)n;
