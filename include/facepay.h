@@ -303,6 +303,33 @@ float fp_cosine(const float *a, const float *b, int dim);
 /* Draws boxes, landmarks, iris and pose axes of the faces onto img (for --draw). */
 void fp_draw_faces(fp_image *img, const fp_face *faces, int n);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Video and camera frames (src/video/)                                                        */
+/* ------------------------------------------------------------------------------------------ */
+/* Frames of a video file (anything FFmpeg reads) or a V4L2 camera ("/dev/videoN"), in RGB with a
+ * presentation time in milliseconds. One fp_video is used by one thread. */
+typedef struct fp_video fp_video;
+
+fp_status fp_video_open(const char *source, fp_video **out);
+void fp_video_close(fp_video *video);
+
+/* Frame size and nominal frame rate (0 when unknown). */
+fp_status fp_video_info(const fp_video *video, int *width, int *height, double *fps);
+
+/* Next frame into *frame (release with fp_image_release) and its time; at the end *eof = 1 and no
+ * frame is returned. A corrupt stream is FP_ERR_FORMAT. */
+fp_status fp_video_next(fp_video *video, fp_image *frame, double *t_ms, int *eof);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Template store (src/store/)                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+/* @@STORE@@ (declarations owned by the store module) */
+
+/* ------------------------------------------------------------------------------------------ */
+/* 1:N search (src/match/)                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+/* @@MATCH@@ (declarations owned by the match module) */
+
 #ifdef __cplusplus
 }
 #endif

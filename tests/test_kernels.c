@@ -299,6 +299,14 @@ static void test_conv2d(void **state) {
         {0, 1, 12, 12, 40, 33, 3, 3, 1, 1, 1, 1, NN_PAD_SAME, 0, 0, 0, 0, NN_ACT_PRELU, 1},
         {0, 1, 6, 9, 5, 7, 1, 3, 1, 2, 1, 1, NN_PAD_SAME, 0, 0, 0, 0, NN_ACT_NONE, 1},
         {0, 1, 4, 4, 2, 3, 5, 5, 1, 1, 1, 1, NN_PAD_SAME, 0, 0, 0, 0, NN_ACT_NONE, 1},
+        /* first output row entirely inside the padding: bias + act only */
+        {0, 2, 5, 5, 3, 4, 2, 2, 1, 1, 1, 1, NN_PAD_EXPLICIT, 3, 0, 1, 1, NN_ACT_RELU, 1},
+        /* vertical-only and horizontal-only dilation */
+        {0, 1, 9, 8, 3, 5, 3, 3, 1, 1, 2, 1, NN_PAD_SAME, 0, 0, 0, 0, NN_ACT_NONE, 1},
+        {0, 2, 8, 9, 3, 5, 3, 3, 1, 1, 1, 2, NN_PAD_SAME, 0, 0, 0, 0, NN_ACT_RELU6, 1},
+        /* a row of 130 pixels: more border + interior pixels than one gather slot */
+        {0, 1, 3, 130, 2, 7, 3, 3, 1, 1, 1, 1, NN_PAD_SAME, 0, 0, 0, 0, NN_ACT_NONE, 1},
+        {0, 1, 2, 100, 2, 7, 1, 3, 1, 1, 1, 40, NN_PAD_SAME, 0, 0, 0, 0, NN_ACT_NONE, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) conv_one(&cases[i]);
 }

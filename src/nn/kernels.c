@@ -510,6 +510,8 @@ static fp_status run_conv(const nn_exec_ctx *ctx) {
     float *out = ctx->out;
     int T = ctx->threads > 1 ? ctx->threads : 1;
     if (T > NN_IM2COL_SLOTS) T = NN_IM2COL_SLOTS;
+    /* Gather slot per thread, sized as in nn_scratch_size. */
+    const size_t slot = (size_t)(M < NN_IM2COL_ROWS ? M : NN_IM2COL_ROWS) * K;
     if (cg.dw == 1 && cg.kh <= NN_CONV_MAX_KH) {
         /* Output columns whose kernel rows lie entirely inside the image: [oxa, oxb). */
         int oxa = (cg.pl + cg.sw - 1) / cg.sw, lim = cg.w - cg.kw + cg.pl;
@@ -521,16 +523,17 @@ static fp_status run_conv(const nn_exec_ctx *ctx) {
         if (T > rows) T = rows;
 #pragma omp parallel for num_threads(T) schedule(static) if (T > 1)
         for (int r = 0; r < rows; r++)
-            conv_row(&cg, x, &ga, r, oxa, oxb, scr + (size_t)thread_id() * NN_IM2COL_ROWS * K, out);
+            conv_row(&cg, x, &ga, r, oxa, oxb, scr + (size_t)thread_id() * slot, out);
         return FP_OK;
     }
     /* Horizontal dilation: blocks of gathered rows. */
     const int blocks = (M + NN_IM2COL_ROWS - 1) / NN_IM2COL_ROWS;
     if (T > blocks) T = blocks;
+    if (T > cg.n * cg.oh) T = cg.n * cg.oh; /* slots in nn_scratch_size */
 #pragma omp parallel for num_threads(T) schedule(static) if (T > 1)
     for (int b = 0; b < blocks; b++) {
         int m0 = b * NN_IM2COL_ROWS, rows = M - m0 < NN_IM2COL_ROWS ? M - m0 : NN_IM2COL_ROWS;
-        float *buf = scr + (size_t)thread_id() * NN_IM2COL_ROWS * K;
+        float *buf = scr + (size_t)thread_id() * slot;
         im2col_rows(&cg, x, m0, rows, buf);
         nn_gemm_args gb = ga;
         gb.a = buf;
@@ -1106,11 +1109,12 @@ size_t nn_scratch_size(const nn_op *op, const nn_shape *const *in_shape,
                 return s;
             }
             if (!conv_is_pointwise(&cg)) {
-                size_t m = (size_t)cg.n * cg.oh * cg.ow;
-                size_t blocks = (m + NN_IM2COL_ROWS - 1) / NN_IM2COL_ROWS;
-                size_t slots = blocks < NN_IM2COL_SLOTS ? blocks : NN_IM2COL_SLOTS;
-                size_t rows = m < NN_IM2COL_ROWS ? m : NN_IM2COL_ROWS;
-                s += slots * rows * (size_t)k;
+                /* One gather slot per thread (at most NN_IM2COL_SLOTS threads, and never more
+                 * than output rows); a slot holds up to NN_IM2COL_ROWS gathered pixels. */
+                size_t m = (size_t)cg.n * cg.oh * cg.ow, rows = (size_t)cg.n * cg.oh;
+                size_t slots = rows < NN_IM2COL_SLOTS ? rows : NN_IM2COL_SLOTS;
+                size_t per = m < NN_IM2COL_ROWS ? m : NN_IM2COL_ROWS;
+                s += slots * per * (size_t)k;
             }
         }
         return s;
