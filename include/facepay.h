@@ -300,6 +300,31 @@ fp_status fp_face_aligned_crop(const fp_image *img, const fp_face *face, fp_imag
 /* Cosine similarity of two embeddings. */
 float fp_cosine(const float *a, const float *b, int dim);
 
+/* Blink detection over a sequence of frames from the eye aspect ratio (mean of both eyes per frame;
+ * NaN for frames without a face). Works in time, not frames (10-60 fps), with a per-sequence open-eye
+ * baseline; the rules are documented in src/face/blink.c. */
+#define FP_MAX_BLINKS 32
+typedef struct fp_blink_params {
+    float close_ratio;   /* eye counts as closed below close_ratio x baseline (0.70) */
+    float open_ratio;    /* and open again above open_ratio x baseline (0.85) */
+    double min_ms, max_ms; /* closed-phase duration of a blink (30 .. 700 ms) */
+    double max_gap_ms;   /* a longer gap between valid frames cancels a blink in progress (400) */
+    float min_baseline;  /* no blink detection unless the open-eye EAR reaches this (0.15) */
+} fp_blink_params;
+
+typedef struct fp_blink_result {
+    int blinks;                 /* complete blinks found */
+    double t_ms[FP_MAX_BLINKS]; /* when each blink started */
+    float depth[FP_MAX_BLINKS]; /* 1 - min EAR / baseline */
+    int long_closures;          /* eyes shut longer than max_ms */
+    float baseline;             /* open-eye EAR used */
+    int valid_frames;
+} fp_blink_result;
+
+fp_blink_params fp_blink_params_default(void);
+fp_status fp_detect_blinks(const double *t_ms, const float *ear, int n, const fp_blink_params *params,
+                           fp_blink_result *out);
+
 /* Draws boxes, landmarks, iris and pose axes of the faces onto img (for --draw). */
 void fp_draw_faces(fp_image *img, const fp_face *faces, int n);
 
@@ -323,7 +348,159 @@ fp_status fp_video_next(fp_video *video, fp_image *frame, double *t_ms, int *eof
 /* ------------------------------------------------------------------------------------------ */
 /* Template store (src/store/)                                                                 */
 /* ------------------------------------------------------------------------------------------ */
-/* @@STORE@@ (declarations owned by the store module) */
+/* Enrolled users and their face templates in one SQLite database (WAL; other modules add their
+ * tables to the same file). Embeddings are stored encrypted with XChaCha20-Poly1305 under a
+ * 32-byte key that never enters the database; each record is bound (associated data) to its user,
+ * row and purpose, so a ciphertext copied to another user or row fails to decrypt.
+ *
+ *  - One fp_store may be shared by threads: calls on it are serialised by an internal lock. For
+ *    reads that run in parallel, open one handle per thread (WAL readers never block the writer).
+ *  - Ids (users, models) are 1..63 bytes of [A-Za-z0-9._@:+-] (models may also use '/').
+ *  - Embeddings are float32, dim 1..FP_STORE_MAX_DIM, finite, not all zero.
+ *  - A deleted user keeps a tombstone row (status FP_USER_DELETED, empty name, no biometric data)
+ *    so ledger and audit references stay valid; its id is never reused.
+ *  - Callbacks of the fp_store_foreach_* calls must not write through the same handle; they
+ *    return non-zero to stop early (the call then still returns FP_OK). */
+#define FP_STORE_ID_MAX 63      /* bytes of a user / model id, without the NUL */
+#define FP_STORE_NAME_MAX 127   /* bytes of a display name (UTF-8), without the NUL */
+#define FP_STORE_SOURCE_MAX 255 /* bytes of a template source ("photo:a.jpg", "video:f.mp4#12") */
+#define FP_STORE_MAX_DIM 4096
+
+typedef struct fp_store fp_store;
+
+/* A template-encryption key. Wipe copies with fp_key_wipe() when done. */
+typedef struct fp_key {
+    uint8_t bytes[32];
+} fp_key;
+
+/* Loads the key from key_file (32 raw bytes, or 64 hex characters plus optional whitespace; the
+ * file must not be readable by group/others), or, when key_file is NULL, from the environment
+ * variable FACEPAY_KEY (64 hex characters). */
+fp_status fp_key_load(const char *key_file, fp_key *out);
+
+/* Writes a new random key as 64 hex characters to key_file, created with mode 0600. Refuses to
+ * overwrite an existing file (FP_ERR_IO). */
+fp_status fp_key_generate(const char *key_file);
+
+/* Zeroes a key (the compiler may not drop it). NULL-safe. */
+void fp_key_wipe(fp_key *key);
+
+/* Opens the database at path, creating it (mode 0600) and applying schema migrations as needed.
+ * The key is copied into locked memory. A key other than the one the DB was created with gives
+ * FP_ERR_INVALID_ARG ("wrong template key for DB ..."); a DB written by a newer facepay gives
+ * FP_ERR_UNSUPPORTED; a file that is not a facepay DB gives FP_ERR_FORMAT. */
+fp_status fp_store_open(const char *path, const fp_key *key, fp_store **out);
+
+/* Closes the DB and wipes the key copy. NULL-safe. */
+void fp_store_close(fp_store *s);
+
+/* Schema version of an open store (PRAGMA user_version); -1 on error. */
+int fp_store_schema_version(fp_store *s);
+
+typedef enum fp_user_status {
+    FP_USER_ACTIVE = 0,  /* may pay */
+    FP_USER_LOCKED = 1,  /* kept, but not in the gallery (fp_store_foreach_mean skips it) */
+    FP_USER_DELETED = 2  /* tombstone: biometric data and name erased */
+} fp_user_status;
+
+typedef struct fp_user {
+    char id[FP_STORE_ID_MAX + 1];
+    char name[FP_STORE_NAME_MAX + 1];
+    int64_t created_ms;   /* unix time, milliseconds */
+    int status;           /* fp_user_status */
+    int n_templates;      /* over every model */
+} fp_user;
+
+/* Adds an active user. An id already in use (or once used by a deleted user) gives
+ * FP_ERR_INVALID_ARG. name may be "" (not NULL). */
+fp_status fp_store_user_add(fp_store *s, const char *id, const char *name);
+
+/* FP_ERR_NOT_FOUND for an unknown id; a deleted user is returned with status FP_USER_DELETED. */
+fp_status fp_store_user_get(fp_store *s, const char *id, fp_user *out);
+
+/* Sets FP_USER_ACTIVE or FP_USER_LOCKED (deletion goes through fp_store_user_delete). */
+fp_status fp_store_user_set_status(fp_store *s, const char *id, int status);
+
+/* Erases a user's templates, mean templates, lookalike pairs and display name, leaving a tombstone
+ * and an audit entry "deleted". Freed pages are always zeroed (secure_delete); with vacuum != 0 the
+ * file is also rebuilt (VACUUM + WAL checkpoint) so no trace of the old ciphertexts stays in it.
+ * Deleting an already deleted user is FP_OK; an unknown id is FP_ERR_NOT_FOUND. */
+fp_status fp_store_user_delete(fp_store *s, const char *id, int vacuum);
+
+/* Every user (deleted ones included) in id order. */
+fp_status fp_store_foreach_user(fp_store *s, int (*cb)(void *ctx, const fp_user *user), void *ctx);
+
+/* Rebuilds the file (VACUUM, then a truncating WAL checkpoint). */
+fp_status fp_store_vacuum(fp_store *s);
+
+/* Metadata of one stored template (never the embedding). */
+typedef struct fp_template_info {
+    int64_t id;
+    char user_id[FP_STORE_ID_MAX + 1];
+    char model_id[FP_STORE_ID_MAX + 1]; /* model name and version, e.g. "mobilefacenet@1" */
+    int dim;
+    float quality;
+    char source[FP_STORE_SOURCE_MAX + 1];
+    int64_t created_ms;
+} fp_template_info;
+
+/* Stores an embedding for an existing, not deleted user and recomputes the user's mean template
+ * for model_id, in one transaction. *template_id (may be NULL) receives the new row id. */
+fp_status fp_store_template_add(fp_store *s, const char *user_id, const char *model_id,
+                                const float *emb, int dim, float quality, const char *source,
+                                int64_t *template_id);
+
+/* Decrypts template `id`: info (may be NULL) gets its metadata, emb (may be NULL) its dim values
+ * (cap must be >= dim, else FP_ERR_SHAPE). A ciphertext that fails authentication (tampered, or
+ * moved from another row) gives FP_ERR_FORMAT naming the user. */
+fp_status fp_store_template_get(fp_store *s, int64_t id, fp_template_info *info, float *emb,
+                                int cap);
+
+/* Deletes template `id` and recomputes (or removes) the user's mean for its model. */
+fp_status fp_store_template_delete(fp_store *s, int64_t id);
+
+/* Metadata of a user's templates in id order (model_id NULL: every model). */
+fp_status fp_store_foreach_template(fp_store *s, const char *user_id, const char *model_id,
+                                    int (*cb)(void *ctx, const fp_template_info *t), void *ctx);
+
+/* The user's mean template for model_id: the L2-normalised mean of the user's L2-normalised
+ * templates of that model. dim must equal the stored dim (FP_ERR_SHAPE); FP_ERR_NOT_FOUND when the
+ * user has no template of that model. */
+fp_status fp_store_user_mean(fp_store *s, const char *user_id, const char *model_id, float *emb,
+                             int dim);
+
+/* Calls cb with the mean template of every active user for model_id, in user-id order (gallery
+ * loading). The emb buffer is only valid during the call. A record that fails authentication stops
+ * the walk with FP_ERR_FORMAT. */
+fp_status fp_store_foreach_mean(fp_store *s, const char *model_id,
+                                int (*cb)(void *ctx, const char *user_id, const float *emb,
+                                          int dim),
+                                void *ctx);
+
+/* Records that users a and b look alike (score: their similarity); a second call updates the
+ * score. Both must exist and not be deleted; a == b is FP_ERR_INVALID_ARG. */
+fp_status fp_store_lookalike_add(fp_store *s, const char *a, const char *b, float score);
+
+/* 1 if the user is in any lookalike pair, 0 if not, -1 on error (see fp_last_error). */
+int fp_store_is_lookalike(fp_store *s, const char *user_id);
+
+/* Appends an enrollment audit entry. event: 1..31 bytes of [a-z0-9_.-]; detail: up to 1023 bytes
+ * of printable UTF-8 (may be NULL), never biometric data. The user need not exist. The store
+ * writes its own entries too: "created", "template_added", "template_deleted", "status",
+ * "lookalike", "deleted". */
+fp_status fp_store_audit(fp_store *s, const char *user_id, const char *event, const char *detail);
+
+typedef struct fp_audit_entry {
+    int64_t id;
+    char user_id[FP_STORE_ID_MAX + 1];
+    char event[32];
+    const char *detail; /* valid during the callback */
+    int64_t time_ms;
+} fp_audit_entry;
+
+/* Audit entries in insertion order (user_id NULL: every user). */
+fp_status fp_store_foreach_audit(fp_store *s, const char *user_id,
+                                 int (*cb)(void *ctx, const fp_audit_entry *e), void *ctx);
 
 /* ------------------------------------------------------------------------------------------ */
 /* 1:N search (src/match/)                                                                     */

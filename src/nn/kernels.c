@@ -10,6 +10,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -168,7 +169,7 @@ static int pack_dims(const nn_op *op, const nn_shape *ws, int *kind, int *n, int
     } else {
         return -1;
     }
-    if (nn_ < 1 || kk < 1 || nn_ > (1 << 24) || kk > (1 << 24)) return -1;
+    if (nn_ < 1 || kk < 1 || nn_ > (1 << 24) || kk > (1 << 24) || nn_ * kk > INT32_MAX) return -1;
     *n = (int)nn_;
     *k = (int)kk;
     return 0;
@@ -322,6 +323,7 @@ void nn_gemm_run(const nn_gemm_args *g, int threads) {
     const int np = n_panels(g->w), tiles = (g->m + NN_MR - 1) / NN_MR;
     int T = threads > 1 ? threads : 1;
     if (T > tiles * np) T = tiles * np;
+    if ((int64_t)g->m * g->w->n * g->w->k < 100000) T = 1; /* waking a thread costs ~ that */
     if (T <= 1) {
         gemm_range(g, 0, g->m, 0, np);
         return;
@@ -388,6 +390,10 @@ static fp_status conv_geom_get(const nn_op *op, const nn_shape *xs, const nn_sha
     cg->ow = nn_window_out(cg->w, cg->kw, cg->sw, cg->dw, p->padding, p->pad_l, p->pad_r, &cg->pl);
     if (cg->oh < 1 || cg->ow < 1)
         return fp_fail(FP_ERR_SHAPE, "%s: empty output", op_name(op->type));
+    /* Pixel and row counts are ints in the kernels. */
+    if ((int64_t)cg->n * cg->h * cg->w > INT32_MAX || (int64_t)cg->n * cg->oh * cg->ow > INT32_MAX ||
+        (int64_t)cg->kh * cg->kw * cg->cin > INT32_MAX)
+        return fp_fail(FP_ERR_TOO_LARGE, "%s: tensor too large", op_name(op->type));
     return FP_OK;
 }
 
@@ -616,6 +622,7 @@ static fp_status run_fc(const nn_exec_ctx *ctx) {
         return fp_fail(FP_ERR_SHAPE, "FC: input of %lld values is not a multiple of %d",
                        (long long)cnt, k);
     int64_t rows = cnt / k;
+    if (rows > INT32_MAX) return fp_fail(FP_ERR_TOO_LARGE, "FC: too many rows");
     if (nn_shape_count(ctx->out_shape) != rows * n)
         return fp_fail(FP_ERR_SHAPE, "FC: output shape has %lld values, want %lld",
                        (long long)nn_shape_count(ctx->out_shape), (long long)(rows * n));
@@ -1104,10 +1111,8 @@ size_t nn_scratch_size(const nn_op *op, const nn_shape *const *in_shape,
         if (!op->packed) s += nn_packed_floats(kind, n, k);
         if (op->type == NN_OP_CONV2D) {
             conv_geom cg;
-            if (conv_geom_get(op, in_shape[0], in_shape[1], &cg) != FP_OK) {
-                fp_clear_error();
-                return s;
-            }
+            if (conv_geom_get(op, in_shape[0], in_shape[1], &cg) != FP_OK)
+                return s; /* nn_run_op reports the shape error */
             if (!conv_is_pointwise(&cg)) {
                 /* One gather slot per thread (at most NN_IM2COL_SLOTS threads, and never more
                  * than output rows); a slot holds up to NN_IM2COL_ROWS gathered pixels. */
