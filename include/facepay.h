@@ -423,7 +423,8 @@ fp_status fp_store_user_set_status(fp_store *s, const char *id, int status);
 
 /* Erases a user's templates, mean templates, lookalike pairs and display name, leaving a tombstone
  * and an audit entry "deleted". Freed pages are always zeroed (secure_delete); with vacuum != 0 the
- * file is also rebuilt (VACUUM + WAL checkpoint) so no trace of the old ciphertexts stays in it.
+ * file is also rebuilt (VACUUM + WAL checkpoint) so no trace of the old ciphertexts stays in it;
+ * if only that rebuild fails, the deletion itself is committed and fp_store_vacuum can be retried.
  * Deleting an already deleted user is FP_OK; an unknown id is FP_ERR_NOT_FOUND. */
 fp_status fp_store_user_delete(fp_store *s, const char *id, int vacuum);
 
@@ -505,7 +506,364 @@ fp_status fp_store_foreach_audit(fp_store *s, const char *user_id,
 /* ------------------------------------------------------------------------------------------ */
 /* 1:N search (src/match/)                                                                     */
 /* ------------------------------------------------------------------------------------------ */
-/* @@MATCH@@ (declarations owned by the match module) */
+/* Gallery of enrolled templates and 1:N search (src/match/gallery.c). The gallery is a row matrix
+ * of L2-normalised templates stored in fp16 (or int8 + a per-row scale), one row per template and
+ * a user id per row; a search scores every row with one streamed matrix product W.Q and returns
+ * the best rows per *user*. Thread safety: any number of threads may search (and call the other
+ * read functions) while writers add or remove: readers take no lock and see a consistent snapshot;
+ * writers serialise among themselves. fp_gallery_free needs exclusive access.
+ * Replaced and removed rows stay as tombstones (skipped by search, still counted by
+ * fp_gallery_rows and fp_gallery_memory) until fp_gallery_compact copies the live rows. */
+typedef struct fp_gallery fp_gallery;
+
+typedef enum fp_gallery_format {
+    FP_GALLERY_FP16 = 0, /* 2 bytes per element (default; scores within ~1e-3 of fp32) */
+    FP_GALLERY_INT8 = 1  /* 1 byte per element + a 4-byte row scale: half the memory and scan
+                            time, scores within ~5e-3 of fp32 */
+} fp_gallery_format;
+
+#define FP_GALLERY_MAX_K 16     /* top-k per query */
+#define FP_GALLERY_ID_LEN 64    /* user ids are 1..63 bytes + NUL */
+#define FP_GALLERY_TEMPERATURE 0.05f /* default softmax temperature (cosine units) */
+
+/* dim: 1..4096 (FP_EMBEDDING_DIM for MobileFaceNet). */
+fp_status fp_gallery_new(int dim, fp_gallery_format fmt, fp_gallery **out);
+void fp_gallery_free(fp_gallery *g);
+
+/* Enrols user_id with template emb[dim] (any non-zero finite vector; normalised here), replacing
+ * every row the user had: afterwards the user has exactly this one row. A search running
+ * concurrently sees the old row(s), the new one, or both (per-user best), never neither. */
+fp_status fp_gallery_add(fp_gallery *g, const char *user_id, const float *emb, int dim);
+/* Adds one more row for user_id, keeping its other rows (several templates per user). */
+fp_status fp_gallery_append(fp_gallery *g, const char *user_id, const float *emb, int dim);
+/* Removes every row of user_id; FP_ERR_NOT_FOUND if the user has none. */
+fp_status fp_gallery_remove(fp_gallery *g, const char *user_id);
+
+int64_t fp_gallery_size(const fp_gallery *g);   /* users with at least one live row */
+int64_t fp_gallery_rows(const fp_gallery *g);   /* rows stored, tombstones included */
+size_t fp_gallery_memory(const fp_gallery *g);  /* bytes allocated by the gallery */
+int fp_gallery_dim(const fp_gallery *g);
+/* User of row `row` (< fp_gallery_rows) and whether the row is live (1) or a tombstone (0). */
+fp_status fp_gallery_row_user(const fp_gallery *g, int64_t row, char user_id[FP_GALLERY_ID_LEN],
+                              int *live);
+
+/* Softmax temperature of the search confidence (> 0, <= 10; default FP_GALLERY_TEMPERATURE). */
+fp_status fp_gallery_set_temperature(fp_gallery *g, float t);
+
+typedef struct fp_match {
+    char user_id[FP_GALLERY_ID_LEN];
+    float score;   /* cosine of the query and the user's best row */
+    int64_t row;   /* that row (for fp_gallery_scores / fp_gallery_row_user) */
+} fp_match;
+
+typedef struct fp_search_result {
+    int n;                          /* matches in top[] (0: empty gallery) */
+    fp_match top[FP_GALLERY_MAX_K]; /* distinct users, best first */
+    float margin;     /* best - second-best score among different users; a missing second user
+                         counts as -1 (so one enrolled user gives score + 1) */
+    float confidence; /* softmax of the best score over the top max(k, 2) users' scores / T.
+                         Not the seed's softmax over all N similarities: with 1M rows that sum is
+                         dominated by the impostor tail and says more about N than about the
+                         match; the top-k logits keep only the competitors that matter. */
+} fp_search_result;
+
+/* Searches n (1..FP_MAX_BATCH, else FP_ERR_TOO_LARGE) queries[n][dim] (normalised here) in one
+ * pass over the gallery: each gallery block is loaded once and scored against all n queries.
+ * k: 1..FP_GALLERY_MAX_K; threads >= 1 (large galleries are split into that many ranges).
+ * out[n]. An empty gallery is not an error: every out[i].n is 0. */
+fp_status fp_gallery_search(const fp_gallery *g, const float *queries, int n, int dim, int k,
+                            int threads, fp_search_result *out);
+
+/* Every score through the same kernel (evaluation, all-pairs): out[q * n_rows + row] for the
+ * first n_rows rows (n_rows <= fp_gallery_rows; tombstones are scored too, see
+ * fp_gallery_row_user), n >= 1 queries of any count (in batches of FP_MAX_BATCH). */
+fp_status fp_gallery_scores(const fp_gallery *g, const float *queries, int n, int dim,
+                            int64_t n_rows, float *out, int threads);
+
+/* A new gallery holding only the live rows of g (same format, encoded rows copied bit for bit,
+ * row order kept). Safe while others search g; writers of g wait. Swapping the handles is the
+ * caller's business. */
+fp_status fp_gallery_compact(const fp_gallery *g, fp_gallery **out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Evaluation metrics (src/eval/)                                                              */
+/* ------------------------------------------------------------------------------------------ */
+/* Biometric accuracy computed on plain score arrays, with the vocabulary of ISO/IEC 19795-1
+ * (verification, identification) and ISO/IEC 30107-3 (presentation attack detection). Nothing here
+ * knows about images or models: `facepay eval` computes the scores and hands them over.
+ *
+ * Conventions
+ *  - Scores are similarities (cosine for identity, liveness score for PAD): higher = more alike /
+ *    more live. A comparison is accepted at threshold S when score >= S.
+ *  - FAR(S) = impostor comparisons with score >= S / all impostor comparisons;
+ *    FRR(S) = genuine comparisons with score < S / all genuine comparisons (the seed's definitions).
+ *  - Failures to acquire (FTA: an attempt that produced no score; passed as a count or as a NaN score)
+ *    stay in the denominators. A failed genuine attempt is a false reject at every threshold; a failed
+ *    impostor attempt is never a false accept (nothing was accepted). This is ISO/IEC 19795-1's
+ *    system-level FAR = FMR * (1 - FTA) and FRR = FTA + FNMR * (1 - FTA); without failures FAR = FMR
+ *    and FRR = FNMR. Reports give the FTA counts separately as well.
+ *  - Thresholds swept are the distinct score values (floats, widened to double) plus a "reject all"
+ *    threshold just above the largest score (nextafterf(max, +inf)).
+ *  - A rate f measured with zero errors in n trials can be claimed at 95 % confidence only down to
+ *    about 3/n (rule of three: FAR 1e-5 needs >= 300,000 impostor comparisons); reports carry the
+ *    one-sided 95 % Clopper-Pearson upper bound of each rate they quote (exactly 1 - 0.05^(1/n),
+ *    about 3/n, when no error was observed).
+ *  - Report arrays are malloc'ed, owned by the report and released by its *_free (NULL-safe; the
+ *    struct is zeroed). Every function is reentrant; none keeps global state. */
+
+#define FP_EVAL_MAX_CURVE 2000 /* curves are down-sampled to at most this many points */
+#define FP_EVAL_N_FAR 4        /* fp_verify_report.at: FAR 1e-3, 1e-4, 1e-5, 1e-6 */
+#define FP_EVAL_N_FPIR 3       /* fp_ident_report.at: FPIR 0.01, 0.003, 0.001 */
+#define FP_EVAL_N_BPCER 2      /* fp_pad_report.at: BPCER 0.01, 0.05 */
+#define FP_EVAL_CMC_RANKS 20   /* fp_ident_report.cmc: ranks 1..20 */
+
+/* One operating point of an error trade-off curve at threshold S. */
+typedef struct fp_tradeoff_point {
+    double threshold;
+    double fpr; /* false-positive side: FAR (verification), FPIR (1:N), max-over-types APCER (PAD) */
+    double fnr; /* false-negative side: FRR, FNIR, BPCER; the ROC's TAR is 1 - fnr */
+} fp_tradeoff_point;
+
+/* Verification scores. Arrays may hold NaN: a NaN score is one more failure to acquire. */
+typedef struct fp_score_set {
+    const float *genuine;  /* mated comparisons (same person) */
+    int64_t n_genuine;
+    const float *impostor; /* non-mated comparisons; up to tens of millions */
+    int64_t n_impostor;
+    int64_t fta_genuine;   /* further genuine attempts that could not be scored */
+    int64_t fta_impostor;  /* further impostor attempts that could not be scored */
+} fp_score_set;
+
+/* TAR at one target FAR: the ROC operating point. */
+typedef struct fp_tar_at_far {
+    double target_far;
+    double threshold;      /* smallest swept threshold with FAR <= target_far */
+    double far, frr, tar;  /* at that threshold; tar = 1 - frr */
+    int64_t false_accepts; /* impostor scores >= threshold */
+    double far_upper95;    /* 95 % Clopper-Pearson upper bound of the true FAR at threshold */
+    int claimable;         /* target_far >= 3 / n_impostor (rule of three); 0: too few impostors to
+                              claim this FAR, whatever was observed */
+} fp_tar_at_far;
+
+typedef struct fp_verify_report {
+    int64_t n_genuine, n_impostor;     /* attempts, failures included (the FRR / FAR denominators) */
+    int64_t fta_genuine, fta_impostor; /* attempts that gave no score (counts + NaN scores) */
+    double fta_rate;                   /* (fta_genuine + fta_impostor) / (n_genuine + n_impostor) */
+    double eer;                        /* equal error rate, linearly interpolated (see fp_eval_verify) */
+    double eer_threshold;              /* threshold interpolated the same way */
+    double auc;                        /* area under the ROC = P(genuine > impostor) + P(tie) / 2 */
+    double far_floor95;                /* 3 / n_impostor: lowest FAR claimable at 95 % */
+    fp_tar_at_far at[FP_EVAL_N_FAR];   /* FAR 1e-3, 1e-4, 1e-5, 1e-6 */
+    int64_t n_thresholds;              /* operating points swept (distinct scores + 1) */
+    fp_tradeoff_point *curve;          /* [n_curve] ROC/DET points by rising threshold: fpr = FAR,
+                                          fnr = FRR; first (accept all) and last (reject all) kept */
+    int n_curve;
+} fp_verify_report;
+
+/* Sweeps every distinct threshold (20 million impostor scores: about 1 s). Cost: one copy of the scores as 32-bit keys (4 bytes per score:
+ * 80 MB for 20 million impostors) and an in-place O(n) radix sort; the curve is down-sampled while
+ * sweeping, so it never holds more than FP_EVAL_MAX_CURVE points.
+ *  - EER: at the first operating point k where FAR <= FRR, the crossing of the segment joining
+ *    points k-1 and k with the line FAR = FRR (linear interpolation in (FAR, FRR); the threshold is
+ *    interpolated with the same weight). If FAR <= FRR already at the lowest threshold (possible only
+ *    with many genuine FTA) the EER is that point's FRR, i.e. min over S of max(FAR, FRR).
+ *  - AUC: exact Mann-Whitney statistic over all genuine x impostor pairs, ties counted half; failed
+ *    attempts act as a score of -infinity (consistent with the FAR/FRR rule above).
+ * Needs n_genuine + fta_genuine >= 1, n_impostor + fta_impostor >= 1 and one scored comparison. */
+fp_status fp_eval_verify(const fp_score_set *scores, fp_verify_report *out);
+void fp_verify_report_free(fp_verify_report *r);
+
+/* One threshold, counted directly (no sort): what the seed calls the plain accuracy. */
+typedef struct fp_operating_point {
+    double threshold;
+    double far, frr, tar;
+    double accuracy;       /* (genuine accepted + impostor rejected) / all attempts; unlike FAR, an
+                              impostor FTA is not a correct decision here (as in fp_eval_kfold) */
+    int64_t false_accepts; /* impostor scores >= threshold */
+    int64_t false_rejects; /* genuine scores < threshold + genuine FTA */
+} fp_operating_point;
+
+fp_status fp_eval_verify_at(const fp_score_set *scores, double threshold, fp_operating_point *out);
+
+/* One-sided Clopper-Pearson upper bound (confidence in (0, 1), e.g. 0.95) on an error rate after
+ * `errors` errors in `trials` trials. errors == 0 gives 1 - (1 - confidence)^(1/trials), about
+ * 3/trials at 95 % (the rule of three). */
+double fp_eval_rate_upper_bound(int64_t errors, int64_t trials, double confidence);
+
+/* k-fold protocol accuracy (LFW View 2: 10 folds of 300 same + 300 different pairs). */
+typedef struct fp_kfold_report {
+    int n_folds;
+    double mean_accuracy;  /* mean of the held-out fold accuracies */
+    double std_accuracy;   /* sample standard deviation (n_folds - 1 denominator), the sigma of
+                              LFW's protocol; note numpy.std, used by many papers, divides by n */
+    double std_error;      /* std_accuracy / sqrt(n_folds) (LFW's S_E) */
+    double *accuracy;      /* [n_folds] accuracy on the held-out fold */
+    double *threshold;     /* [n_folds] threshold chosen on the other folds */
+    int64_t *n_pairs;      /* [n_folds] pairs per fold, failures included */
+    int64_t n_fta;         /* pairs with a NaN score (always wrong) */
+} fp_kfold_report;
+
+/* For each fold f: the threshold maximising accuracy over the pairs of every other fold is applied to
+ * fold f. Pair i has score[i] (NaN = failure to acquire: wrong whatever the threshold), same[i] != 0
+ * for a same-person pair, fold[i] in [0, n_folds). Candidate thresholds are the lowest training
+ * score (accept all), the midpoints between consecutive distinct training scores, and just above the
+ * highest (reject all); among equally accurate candidates the lowest wins. */
+fp_status fp_eval_kfold(const float *score, const int *same, const int *fold, int64_t n, int n_folds,
+                        fp_kfold_report *out);
+void fp_kfold_report_free(fp_kfold_report *r);
+
+/* Threshold calibration for a target FAR (the seed's "automatic parameter tuning"). */
+typedef struct fp_calibration {
+    double target_far;     /* per-comparison FAR aimed at (target_fpir / gallery_size for the gallery rule) */
+    double threshold;      /* smallest threshold S (an impostor score, or just above the largest) with
+                              FAR(S) <= target_far on these scores */
+    double far;            /* FAR observed at threshold */
+    double far_upper95;    /* its 95 % Clopper-Pearson upper bound (rule of three when 0 accepts) */
+    int64_t false_accepts; /* impostor scores >= threshold */
+    int64_t n_impostor;    /* scored impostor comparisons used */
+    int64_t n_failed;      /* NaN scores, left out (see fp_eval_calibrate) */
+    int64_t n_needed;      /* impostor comparisons needed to claim target_far at 95 %: ceil(3 / target_far) */
+    int claimable;         /* n_impostor >= n_needed */
+    int64_t gallery_size;  /* N of the gallery rule; 1 for fp_eval_calibrate */
+    double target_fpir;    /* FPIR aimed at; = target_far when gallery_size is 1 */
+    double fpir;           /* predicted FPIR at threshold, 1 - (1 - far)^N (independent comparisons) */
+    double fpir_upper95;   /* min(1, N * far_upper95): union bound, needs no independence */
+} fp_calibration;
+
+/* Threshold for a target FAR from impostor scores. Calibrates the matcher's false *match* rate: NaN
+ * scores are left out of the denominator (counting them as correct rejections would lower the
+ * threshold; leaving them out is the conservative side). target_far in (0, 1]. */
+fp_status fp_eval_calibrate(const float *impostor, int64_t n, double target_far, fp_calibration *out);
+
+/* Gallery-size rule for open-set 1:N. A non-mated probe is falsely identified when it matches any of
+ * the N enrolled identities; with a per-comparison false match rate f at S,
+ * FPIR = 1 - (1 - f)^N ~= N f, and by the union bound FPIR <= N f holds even for dependent
+ * comparisons. So FPIR <= target_fpir is guaranteed by calibrating f = target_fpir / N: this is
+ * fp_eval_calibrate at target_fpir / gallery_size (a gallery of 10,000 at FPIR 1e-3 needs FAR 1e-7,
+ * hence >= 30 million impostor comparisons to claim it). */
+fp_status fp_eval_threshold_for_gallery(const float *impostor, int64_t n, double target_fpir,
+                                        int64_t gallery_size, fp_calibration *out);
+
+/* Open-set identification (1:N). */
+typedef struct fp_mated_search {
+    int rank;            /* 1-based rank of the probe's true identity in the candidate list;
+                            <= 0 = not returned / no search (failure to acquire) */
+    float mate_score;    /* score of the true identity (NaN if not returned) */
+    float nonmate_score; /* best score among the other identities (NaN if none) */
+} fp_mated_search;
+
+typedef struct fp_ident_scores {
+    const fp_mated_search *mated; /* probes whose identity is enrolled */
+    int64_t n_mated;
+    const float *nonmated;        /* top score of each probe whose identity is not enrolled (NaN = failed) */
+    int64_t n_nonmated;
+    int64_t fta_mated, fta_nonmated; /* further searches that could not be run */
+} fp_ident_scores;
+
+typedef struct fp_fnir_at_fpir {
+    double target_fpir;
+    double threshold;      /* from the non-mated scores only: smallest S with FPIR(S) <= target */
+    double fpir;           /* observed at threshold */
+    double fpir_upper95;   /* 95 % Clopper-Pearson upper bound */
+    double fnir;           /* mated searches whose mate is not at rank 1 with score >= threshold */
+    double misid;          /* mated searches answered with a wrong identity: rank != 1 and top
+                              non-mate score >= threshold (the payment charged to someone else) */
+    int64_t false_positives;
+    int claimable;         /* target_fpir >= 3 / non-mated searches */
+} fp_fnir_at_fpir;
+
+typedef struct fp_ident_report {
+    int64_t n_mated, n_nonmated;     /* searches, failures included */
+    int64_t fta_mated;               /* fta_mated passed + mated entries with rank <= 0 and a NaN
+                                        non-mate score (nothing returned) */
+    int64_t fta_nonmated;            /* fta_nonmated passed + NaN non-mated scores */
+    double rank1;                    /* closed-set rank-1 identification rate (= cmc[0]) */
+    double cmc[FP_EVAL_CMC_RANKS];   /* cmc[r-1]: mated searches with 1 <= rank <= r / n_mated */
+    fp_fnir_at_fpir at[FP_EVAL_N_FPIR]; /* FPIR 0.01, 0.003, 0.001 */
+    fp_tradeoff_point *curve;        /* [n_curve] fpr = FPIR, fnr = FNIR (rank 1): the 1:N DET */
+    int n_curve;
+} fp_ident_report;
+
+/* FPIR(S) = non-mated searches with top score >= S / n_nonmated; FNIR(S) = mated searches whose mate
+ * is not returned at rank 1 with score >= S / n_mated. Failed searches count in the denominators: a
+ * failed mated search is a miss, a failed non-mated search is never a false positive. */
+fp_status fp_eval_identify(const fp_ident_scores *scores, fp_ident_report *out);
+void fp_ident_report_free(fp_ident_report *r);
+
+/* Presentation attack detection (ISO/IEC 30107-3). A presentation is classified bona fide when its
+ * liveness score >= S. APCER of a PAI species (attack type) = its attacks classified bona fide / its
+ * attacks; the reported APCER is the maximum over species, as 30107-3 requires. BPCER = bona fide
+ * presentations classified as attacks / bona fide presentations. NaN scores are failures: a bona fide
+ * one counts as a BPCER error, an attack one is never accepted (both stay in the denominators). */
+typedef struct fp_pad_scores {
+    const float *bona_fide;
+    int64_t n_bona_fide;
+    const float *attack;
+    const int *attack_type; /* [n_attack] species index in [0, n_types) (print, replay, mask, ...) */
+    int64_t n_attack;
+    int n_types;            /* 1..1024 */
+} fp_pad_scores;
+
+typedef struct fp_apcer_at_bpcer {
+    double target_bpcer;
+    double threshold;       /* largest swept threshold with BPCER <= target */
+    double bpcer, apcer;    /* at that threshold (apcer: max over species) */
+} fp_apcer_at_bpcer;
+
+typedef struct fp_pad_report {
+    int n_types;
+    int64_t n_bona_fide, fta_bona_fide;
+    int64_t *n_attack, *fta_attack;  /* [n_types] attacks per species, of which failed */
+    double threshold;                /* operating threshold of the rates below */
+    double *apcer;                   /* [n_types] at threshold; NaN for a species without attacks */
+    double apcer_max;                /* max over species */
+    int apcer_max_type;
+    double bpcer;
+    double acer;                     /* (apcer_max + bpcer) / 2: for comparison with OULU-NPU-style
+                                        results only; 30107-3 advises against averaging the two */
+    double eer, eer_threshold;       /* max-APCER vs BPCER, interpolated as in fp_eval_verify */
+    fp_apcer_at_bpcer at[FP_EVAL_N_BPCER]; /* BPCER 1 %, 5 % */
+    fp_tradeoff_point *curve;        /* [n_curve] fpr = max APCER, fnr = BPCER */
+    int n_curve;
+} fp_pad_report;
+
+/* threshold: the operating point of apcer/bpcer/acer; NaN = use the EER threshold. */
+fp_status fp_eval_pad(const fp_pad_scores *scores, double threshold, fp_pad_report *out);
+void fp_pad_report_free(fp_pad_report *r);
+
+/* Plots (cairo). The format follows the file extension: .png (800x600), .svg or .pdf. Several series
+ * per plot compare variants; each gets a colour and a legend entry "label (EER x %, AUC y)" (the
+ * values shown unless NaN; CMC shows the rank-1 rate). Points with a zero rate are left out of log
+ * axes (log 0 is -infinity). Series borrow their arrays: keep the reports alive while plotting. */
+typedef struct fp_plot_series {
+    const char *label;
+    const fp_tradeoff_point *points; /* ROC / DET */
+    int n_points;
+    const double *cmc;               /* CMC: cmc[r-1] for rank r */
+    int n_ranks;
+    double eer, auc;                 /* legend values; NaN = not shown */
+} fp_plot_series;
+
+fp_plot_series fp_verify_series(const fp_verify_report *r, const char *label);
+fp_plot_series fp_ident_series(const fp_ident_report *r, const char *label); /* DET + CMC */
+fp_plot_series fp_pad_series(const fp_pad_report *r, const char *label);
+
+/* ROC: TAR (1 - fnr, linear) against FAR (log10 axis). */
+fp_status fp_plot_roc(const char *path, const char *title, const fp_plot_series *series, int n);
+/* DET on log-log axes (fnr against fpr, both log10; chosen over probit axes because decades read
+ * directly as "1 in 10^k"), with the FAR = FRR diagonal. Axis labels default to "FAR" and "FRR" when
+ * NULL (e.g. "FPIR"/"FNIR" for 1:N). */
+fp_status fp_plot_det(const char *path, const char *title, const char *x_label, const char *y_label,
+                      const fp_plot_series *series, int n);
+/* Liveness DET: fp_plot_det with APCER (max over species) and BPCER axes. */
+fp_status fp_plot_pad_det(const char *path, const char *title, const fp_plot_series *series, int n);
+/* CMC: identification rate (linear) against rank 1..max n_ranks. */
+fp_status fp_plot_cmc(const char *path, const char *title, const fp_plot_series *series, int n);
+
+/* Frees the font caches cairo's text rendering (fontconfig) keeps for the life of the process: a fixed
+ * amount, but LeakSanitizer reports it. Call at most once, at exit, when no thread is plotting any more
+ * (no plot may follow); programs that do not run under a leak checker need not call it. */
+void fp_plot_shutdown(void);
 
 #ifdef __cplusplus
 }

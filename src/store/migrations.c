@@ -1,0 +1,247 @@
+/*
+ * migrations.c - the database schema as a numbered list of migrations, and the runner that
+ * brings a database file up to date.
+ *
+ * The version lives in PRAGMA user_version (in the file header, so it changes atomically with the
+ * DDL of the same transaction); schema_migrations, created by the runner, keeps a readable history
+ * of when each step ran.
+ * Every step runs in its own BEGIN IMMEDIATE transaction that re-reads the version first, so two
+ * processes opening a fresh file at once cannot both apply a step. A file whose version is above
+ * the last step of this build is refused: an older binary must not write into a schema it does
+ * not know.
+ *
+ * ADDING A MIGRATION (e.g. the payments ledger): append one entry to fp_store_migrations[] below
+ * with the next version number. Never edit or reorder an entry that has shipped: databases in the
+ * field have already applied it. Use STRICT tables, and REFERENCES users(id) for user links
+ * (users rows are never deleted: a deleted user stays as a tombstone).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "store/store.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* The list                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Version 1: identity (issue "Identity", item 1). */
+static const char MIGRATION_1[] =
+    /* Small facts about the file; 'key_check' holds the keyed BLAKE2b of the template key. */
+    "CREATE TABLE meta("
+    "  key TEXT PRIMARY KEY,"
+    "  value BLOB NOT NULL"
+    ") STRICT, WITHOUT ROWID;"
+    /* Users: the id is chosen by the caller. status 'deleted' is a tombstone (name emptied, no
+     * biometric rows) kept so ledger and audit references stay valid. */
+    "CREATE TABLE users("
+    "  id TEXT PRIMARY KEY NOT NULL CHECK (length(CAST(id AS BLOB)) BETWEEN 1 AND 63),"
+    "  name TEXT NOT NULL CHECK (length(CAST(name AS BLOB)) <= 127),"
+    "  created_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL,"
+    "  status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'locked', 'deleted'))"
+    ") STRICT;"
+    /* One encrypted embedding per row. AUTOINCREMENT: an id is never reused, so an old
+     * ciphertext can never match the associated data of a later row. */
+    "CREATE TABLE templates("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  model_id TEXT NOT NULL CHECK (length(CAST(model_id AS BLOB)) BETWEEN 1 AND 63),"
+    "  dim INTEGER NOT NULL CHECK (dim BETWEEN 1 AND 4096),"
+    "  quality REAL NOT NULL,"
+    "  source TEXT NOT NULL CHECK (length(CAST(source AS BLOB)) <= 255),"
+    "  created_ms INTEGER NOT NULL,"
+    "  nonce BLOB NOT NULL CHECK (length(nonce) = 24),"
+    "  ciphertext BLOB NOT NULL CHECK (length(ciphertext) = dim * 4 + 16)"
+    ") STRICT;"
+    "CREATE INDEX templates_by_user ON templates(user_id, model_id);"
+    /* Per-user, per-model mean template (the gallery row), recomputed on every add/delete. */
+    "CREATE TABLE user_means("
+    "  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  model_id TEXT NOT NULL,"
+    "  dim INTEGER NOT NULL CHECK (dim BETWEEN 1 AND 4096),"
+    "  n_templates INTEGER NOT NULL CHECK (n_templates >= 1),"
+    "  updated_ms INTEGER NOT NULL,"
+    "  nonce BLOB NOT NULL CHECK (length(nonce) = 24),"
+    "  ciphertext BLOB NOT NULL CHECK (length(ciphertext) = dim * 4 + 16),"
+    "  PRIMARY KEY (user_id, model_id)"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE INDEX user_means_by_model ON user_means(model_id, user_id);"
+    /* Pairs of users the matcher confuses; stored once with user_a < user_b. */
+    "CREATE TABLE lookalikes("
+    "  user_a TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  user_b TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  score REAL NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (user_a, user_b),"
+    "  CHECK (user_a < user_b)"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE INDEX lookalikes_by_b ON lookalikes(user_b);"
+    /* Enrollment audit trail. No foreign key on purpose: entries outlive what they describe and
+     * may name ids that never became users (a rejected enrollment). Never biometric data. */
+    "CREATE TABLE audit("
+    "  id INTEGER PRIMARY KEY,"
+    "  user_id TEXT NOT NULL,"
+    "  event TEXT NOT NULL,"
+    "  detail TEXT NOT NULL DEFAULT '',"
+    "  time_ms INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE INDEX audit_by_user ON audit(user_id, id);";
+
+const fp_migration fp_store_migrations[] = {
+    {1, "identity: users, encrypted templates, mean templates, lookalikes, audit", MIGRATION_1,
+     NULL},
+    /* Next: {2, "ledger: ...", MIGRATION_2, NULL}, */
+};
+const int fp_store_n_migrations = (int)(sizeof fp_store_migrations / sizeof fp_store_migrations[0]);
+
+int fp_store_latest_version(void) { return fp_store_migrations[fp_store_n_migrations - 1].version; }
+
+/* ------------------------------------------------------------------------------------------ */
+/* The runner                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Maps an SQLite result code to a status with "<path>: <what>: <message>". */
+static fp_status sql_fail(sqlite3 *db, const char *path, int rc, const char *what) {
+    fp_status st;
+    switch (rc & 0xff) {
+    case SQLITE_NOMEM: st = FP_ERR_NOMEM; break;
+    case SQLITE_NOTADB:
+    case SQLITE_CORRUPT: st = FP_ERR_FORMAT; break;
+    default: st = FP_ERR_IO; break;
+    }
+    return fp_fail(st, "%s: %s: %s", path, what, sqlite3_errmsg(db));
+}
+
+/* Reads an integer PRAGMA (user_version, application_id). */
+static int pragma_int(sqlite3 *db, const char *pragma, int64_t *out) {
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA %s", pragma);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK) return rc;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int64(st, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Applies list[i] if the file is still below its version. Runs inside BEGIN IMMEDIATE. */
+static fp_status apply_one(sqlite3 *db, const char *path, const fp_migration *m, int latest) {
+    /* Re-checked under the write lock: another process may have migrated since the first look. */
+    fp_status res = fp_store_check_version(db, path, latest);
+    if (res != FP_OK) return res;
+    int64_t version = 0;
+    int rc = pragma_int(db, "user_version", &version);
+    if (rc != SQLITE_OK) return sql_fail(db, path, rc, "reading the schema version");
+    if (version >= m->version) return FP_OK; /* already applied (maybe by another process) */
+    if (version != m->version - 1)
+        return fp_fail(FP_ERR_INTERNAL, "%s: schema version %lld cannot take migration %d", path,
+                       (long long)version, m->version);
+    char what[96];
+    snprintf(what, sizeof what, "migration %d (%s)", m->version, m->name);
+    if (m->sql) {
+        rc = sqlite3_exec(db, m->sql, NULL, NULL, NULL);
+        if (rc != SQLITE_OK) return sql_fail(db, path, rc, what);
+    }
+    if (m->apply) {
+        char err[256] = "";
+        fp_status st = m->apply(db, err, sizeof err);
+        if (st != FP_OK) return fp_fail(st, "%s: %s: %s", path, what, err);
+    }
+    char sql[160];
+    snprintf(sql, sizeof sql, "PRAGMA application_id = %d; PRAGMA user_version = %d;",
+             FP_STORE_APPLICATION_ID, m->version);
+    rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK) return sql_fail(db, path, rc, what);
+    /* The history table belongs to the runner, not to any one step. */
+    rc = sqlite3_exec(db,
+                      "CREATE TABLE IF NOT EXISTS schema_migrations("
+                      "  version INTEGER PRIMARY KEY,"
+                      "  name TEXT NOT NULL,"
+                      "  applied_ms INTEGER NOT NULL"
+                      ") STRICT",
+                      NULL, NULL, NULL);
+    if (rc != SQLITE_OK) return sql_fail(db, path, rc, what);
+    sqlite3_stmt *ins = NULL;
+    rc = sqlite3_prepare_v2(
+        db, "INSERT INTO schema_migrations(version, name, applied_ms) VALUES (?, ?, ?)", -1, &ins,
+        NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int(ins, 1, m->version);
+        sqlite3_bind_text(ins, 2, m->name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins, 3, fp_store_now_ms());
+        rc = sqlite3_step(ins);
+        if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    }
+    sqlite3_finalize(ins);
+    if (rc != SQLITE_OK) return sql_fail(db, path, rc, what);
+    return FP_OK;
+}
+
+fp_status fp_store_check_version(sqlite3 *db, const char *path, int latest) {
+    int64_t version = 0, app = 0;
+    int rc = pragma_int(db, "user_version", &version);
+    if (rc == SQLITE_OK) rc = pragma_int(db, "application_id", &app);
+    if (rc != SQLITE_OK) return sql_fail(db, path, rc, "reading the schema version");
+    if (app != 0 && app != FP_STORE_APPLICATION_ID)
+        return fp_fail(FP_ERR_FORMAT, "%s: not a facepay database (application_id 0x%08llx)", path,
+                       (unsigned long long)app);
+    if (version > latest)
+        return fp_fail(FP_ERR_UNSUPPORTED,
+                       "%s: schema version %lld is newer than this build's %d; upgrade facepay",
+                       path, (long long)version, latest);
+    if (version == 0) {
+        /* No schema version: the file must be empty, or it belongs to someone else. */
+        sqlite3_stmt *st = NULL;
+        rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema", -1, &st, NULL);
+        int64_t n = 0;
+        if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            n = sqlite3_column_int64(st, 0);
+            rc = SQLITE_OK;
+        }
+        sqlite3_finalize(st);
+        if (rc != SQLITE_OK) return sql_fail(db, path, rc, "reading the schema");
+        if (n != 0 && app != FP_STORE_APPLICATION_ID)
+            return fp_fail(FP_ERR_FORMAT,
+                           "%s: not a facepay database (foreign tables, no schema version)", path);
+    }
+    return FP_OK;
+}
+
+fp_status fp_store_migrate(sqlite3 *db, const char *path, const fp_migration *list, int n) {
+    if (!db || !path || !list || n < 1)
+        return fp_fail(FP_ERR_INVALID_ARG, "fp_store_migrate: no migrations");
+    for (int i = 0; i < n; i++)
+        if (list[i].version != i + 1)
+            return fp_fail(FP_ERR_INTERNAL, "migration list: entry %d has version %d (want %d)", i,
+                           list[i].version, i + 1);
+    const int latest = list[n - 1].version;
+
+    /* Cheap check outside a transaction first, so a too-new or foreign file is refused without
+     * taking the write lock (or writing anything). */
+    fp_status st = fp_store_check_version(db, path, latest);
+    if (st != FP_OK) return st;
+    int64_t version = 0;
+    int rc = pragma_int(db, "user_version", &version);
+    if (rc != SQLITE_OK) return sql_fail(db, path, rc, "reading the schema version");
+
+    for (int i = (int)version; i < n; i++) {
+        /* busy_timeout makes BEGIN IMMEDIATE wait for another writer. */
+        rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) return sql_fail(db, path, rc, "starting a migration");
+        st = apply_one(db, path, &list[i], latest);
+        if (st == FP_OK) {
+            rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+            if (rc != SQLITE_OK) st = sql_fail(db, path, rc, "committing a migration");
+        }
+        if (st != FP_OK) {
+            if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return st;
+        }
+    }
+    return FP_OK;
+}
