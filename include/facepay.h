@@ -586,6 +586,130 @@ fp_status fp_gallery_scores(const fp_gallery *g, const float *queries, int n, in
 fp_status fp_gallery_compact(const fp_gallery *g, fp_gallery **out);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Identity: thresholds, enrollment, identification over frames (src/identity/)                */
+/* ------------------------------------------------------------------------------------------ */
+/* The decision threshold is not a magic number: `facepay eval calibrate` measures the impostor
+ * score distribution and writes this config (JSON). threshold_for(N) applies the gallery-size rule:
+ * a non-mated probe is compared with all N enrolled users, so FPIR ~= N x FAR(S); to keep FPIR at
+ * target_fpir the per-comparison FAR must be target_fpir / N, read off the calibrated FAR curve
+ * (never looser than the 1:1 threshold for target_far). Beyond the smallest FAR the calibration
+ * could measure (3 / impostor comparisons, rule of three) the curve is not extrapolated: the last
+ * measured threshold is used and `beyond_calibration` is reported. */
+#define FP_CALIB_POINTS 64
+typedef struct fp_calibration {
+    char model_id[64];          /* e.g. "mobilefacenet@1+flip" */
+    double target_far;          /* 1:1 target, e.g. 1e-5 */
+    float threshold;            /* cosine threshold at target_far */
+    double target_fpir;         /* open-set target for the whole gallery, e.g. 1e-3 */
+    int64_t impostor_comparisons, genuine_comparisons;
+    double far_claimable;       /* 3 / impostor_comparisons */
+    float tar_at_threshold;     /* genuine acceptance at `threshold` on the calibration set */
+    int n_points;               /* FAR curve: far[i] decreasing, thr[i] increasing */
+    double far[FP_CALIB_POINTS];
+    float thr[FP_CALIB_POINTS];
+    char source[256];           /* data set and command that produced it */
+} fp_calibration;
+
+fp_status fp_calibration_load(const char *path, fp_calibration *out);
+fp_status fp_calibration_save(const char *path, const fp_calibration *c);
+/* Threshold for a gallery of n_users (see above); *beyond (may be NULL) = 1 when the rule asked for a
+ * FAR below what the calibration measured. */
+float fp_calibration_threshold_for(const fp_calibration *c, int64_t n_users, int *beyond);
+
+/* Why a frame was not used (counts in results, JSON names in fp_reject_name). */
+typedef enum fp_reject {
+    FP_REJECT_NO_FACE = 0, FP_REJECT_MULTIPLE_FACES, FP_REJECT_QUALITY, FP_REJECT_POSE,
+    FP_REJECT_LIVENESS, FP_REJECT_DUPLICATE, FP_REJECT_COUNT
+} fp_reject;
+const char *fp_reject_name(fp_reject r);
+
+/* Enrollment: frames come in one by one (photos, a video, a camera); the enroller keeps those that
+ * pass the quality and pose gates, prefers diverse poses (frontal plus slight left and right), stops
+ * at `target` good frames, and commits the user with the normalised mean of the kept embeddings. */
+typedef struct fp_enroll_options {
+    int target;                 /* good frames to keep (10) */
+    double min_interval_ms;     /* between kept frames of a video (150) */
+    double timeout_ms;          /* stop after this much source time (30000; 0 = none) */
+    int allow_lookalike;        /* enrol even if the face matches another user (records the pair) */
+    float lookalike_threshold;  /* NAN: the calibration's threshold for the gallery size */
+    float max_competing_ratio;  /* a second face this large (width ratio) competes (0.6) */
+    float max_competing_frames; /* refuse when more than this fraction of frames had one (0.2) */
+} fp_enroll_options;
+
+fp_enroll_options fp_enroll_options_default(void);
+
+typedef struct fp_enroll_status {
+    int seen, kept, target;
+    int rejected[FP_REJECT_COUNT];
+    int competing_frames;
+    int kept_frontal, kept_left, kept_right;
+    int done;                   /* target reached */
+} fp_enroll_status;
+
+typedef struct fp_enroller fp_enroller;
+fp_status fp_enroller_new(fp_session *s, const fp_analyze_options *analyze, const fp_enroll_options *o,
+                          fp_enroller **out);
+void fp_enroller_free(fp_enroller *e);
+/* Analyses one frame (t_ms: source time; photos can pass 0, 1000, 2000...). */
+fp_status fp_enroller_add_frame(fp_enroller *e, const fp_image *frame, double t_ms, const char *source,
+                                fp_enroll_status *status);
+
+typedef struct fp_enroll_result {
+    fp_enroll_status status;
+    int enrolled;                 /* 1 when the user was written */
+    char lookalike_user[64];      /* best other user above the threshold ("" if none) */
+    float lookalike_score;
+    float threshold;              /* identification threshold used for the look-alike check */
+    float template_spread;        /* mean cosine of kept embeddings to their mean */
+} fp_enroll_result;
+
+/* Decides and, on success, writes user + templates into the store and the mean into the gallery
+ * (if not NULL). Refusals (nothing kept, competing faces, look-alike) return FP_ERR_INVALID_ARG with
+ * the reason in fp_last_error() and the details in *result. */
+fp_status fp_enroller_commit(fp_enroller *e, fp_store *store, fp_gallery *gallery,
+                             const fp_calibration *calib, const char *user_id, const char *name,
+                             fp_enroll_result *result);
+
+/* Identification over a sequence of frames of one customer: per-frame gates, blink detection over
+ * the eye-aspect-ratio series, 1:N search of every usable frame in batches, majority vote. */
+typedef enum fp_decision { FP_DECISION_NO_MATCH = 0, FP_DECISION_MATCH = 1, FP_DECISION_UNCERTAIN = 2 } fp_decision;
+const char *fp_decision_name(fp_decision d);
+
+typedef struct fp_identify_options {
+    int min_frames;          /* usable frames needed for any decision (3) */
+    float min_vote_fraction; /* the winner must take this share of usable frames (0.6) */
+    float min_margin;        /* best - second user; below it the result is uncertain (0.05) */
+    float min_liveness;      /* per-frame passive liveness gate (0: off, the passive models are weak) */
+    int require_blink;       /* no blink -> uncertain (0) */
+    int max_frames;          /* frames considered (60) */
+} fp_identify_options;
+
+fp_identify_options fp_identify_options_default(void);
+
+typedef struct fp_identify_result {
+    fp_decision decision;
+    char user_id[64];
+    float score;             /* mean score of the winner over its votes */
+    float margin;            /* mean margin over the winner's frames */
+    float threshold;         /* used (gallery-size rule) */
+    int beyond_calibration;
+    int frames_seen, frames_used, votes;
+    int frames_rejected[FP_REJECT_COUNT];
+    int blink;               /* at least one blink */
+    int blinks;
+    float liveness_score;    /* mean single-frame liveness of the used frames */
+    char reason[128];        /* why uncertain / no match */
+} fp_identify_result;
+
+typedef struct fp_identifier fp_identifier;
+fp_status fp_identifier_new(fp_session *s, const fp_gallery *gallery, const fp_calibration *calib,
+                            const fp_analyze_options *analyze, const fp_identify_options *o,
+                            fp_identifier **out);
+void fp_identifier_free(fp_identifier *id);
+fp_status fp_identifier_add_frame(fp_identifier *id, const fp_image *frame, double t_ms);
+fp_status fp_identifier_decide(fp_identifier *id, fp_identify_result *out);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Evaluation metrics (src/eval/)                                                              */
 /* ------------------------------------------------------------------------------------------ */
 /* Biometric accuracy computed on plain score arrays, with the vocabulary of ISO/IEC 19795-1
@@ -713,7 +837,7 @@ fp_status fp_eval_kfold(const float *score, const int *same, const int *fold, in
 void fp_kfold_report_free(fp_kfold_report *r);
 
 /* Threshold calibration for a target FAR (the seed's "automatic parameter tuning"). */
-typedef struct fp_calibration {
+typedef struct fp_threshold_estimate {
     double target_far;     /* per-comparison FAR aimed at (target_fpir / gallery_size for the gallery rule) */
     double threshold;      /* smallest threshold S (an impostor score, or just above the largest) with
                               FAR(S) <= target_far on these scores */
@@ -728,12 +852,12 @@ typedef struct fp_calibration {
     double target_fpir;    /* FPIR aimed at; = target_far when gallery_size is 1 */
     double fpir;           /* predicted FPIR at threshold, 1 - (1 - far)^N (independent comparisons) */
     double fpir_upper95;   /* min(1, N * far_upper95): union bound, needs no independence */
-} fp_calibration;
+} fp_threshold_estimate;
 
 /* Threshold for a target FAR from impostor scores. Calibrates the matcher's false *match* rate: NaN
  * scores are left out of the denominator (counting them as correct rejections would lower the
  * threshold; leaving them out is the conservative side). target_far in (0, 1]. */
-fp_status fp_eval_calibrate(const float *impostor, int64_t n, double target_far, fp_calibration *out);
+fp_status fp_eval_calibrate(const float *impostor, int64_t n, double target_far, fp_threshold_estimate *out);
 
 /* Gallery-size rule for open-set 1:N. A non-mated probe is falsely identified when it matches any of
  * the N enrolled identities; with a per-comparison false match rate f at S,
@@ -742,7 +866,7 @@ fp_status fp_eval_calibrate(const float *impostor, int64_t n, double target_far,
  * fp_eval_calibrate at target_fpir / gallery_size (a gallery of 10,000 at FPIR 1e-3 needs FAR 1e-7,
  * hence >= 30 million impostor comparisons to claim it). */
 fp_status fp_eval_threshold_for_gallery(const float *impostor, int64_t n, double target_fpir,
-                                        int64_t gallery_size, fp_calibration *out);
+                                        int64_t gallery_size, fp_threshold_estimate *out);
 
 /* Open-set identification (1:N). */
 typedef struct fp_mated_search {
