@@ -19,6 +19,10 @@ static const struct {
 } commands[] = {
     {"models", cmd_models, "list the models (source, licence, size, sha256, MACs) or verify them"},
     {"analyze", cmd_analyze, "find and analyse faces: box, landmarks, pose, quality, liveness cues, embedding"},
+    {"key", cmd_key, "generate the key that encrypts face templates at rest"},
+    {"enroll", cmd_enroll, "enrol a user from photos, a video or a camera (automatic capture)"},
+    {"identify", cmd_identify, "identify the person in photos/video frames (1:N, voting, blink)"},
+    {"user", cmd_user, "list users or delete one (templates erased)"},
     {"bench", cmd_bench, "per-model latency: median of N runs, batch 1/20, 1 and 2 threads"},
 };
 

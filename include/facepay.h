@@ -186,6 +186,9 @@ typedef struct fp_session fp_session;
 #define FP_EMBEDDING_DIM 192
 #define FP_DESCRIPTOR_DIM 1024
 #define FP_MAX_BATCH 20
+/* Model id stored with every template: embedder + preprocessing version. Templates of another id
+ * are never compared with these. */
+#define FP_EMBEDDER_ID "mobilefacenet-tflite@1"
 
 typedef struct fp_engine_options {
     const char *model_dir; /* NULL: fp_model_dir() */
