@@ -1,0 +1,70 @@
+/*
+ * match.h - internal contract between the gallery (gallery.c: storage, top-k, threads, the
+ * portable scalar kernel) and its AVX2/F16C/FMA kernel (gallery_avx2.c). Nothing outside
+ * src/match/gallery*.c, tests/test_gallery.c and bench/bench_gallery.c should include it.
+ *
+ * Storage layout shared by both kernel sets. The gallery is a row matrix (one row per enrolled
+ * template) kept as *8-row panels*: rows 8b..8b+7 form block b, stored dimension-major,
+ *     block[d * 8 + lane] = row (8b + lane), element d        (fp16 bits, or int8)
+ * so one 16-byte load (fp16) or 8-byte load (int8) gives element d of eight rows, and one FMA with
+ * the broadcast query element d advances eight dot products at once. A ymm accumulator thus
+ * holds the scores of eight rows: no horizontal sums, and the top-k filter is one vector compare
+ * against the current k-th best score per 8 rows. Blocks are contiguous, so a scan is one
+ * sequential stream (the hardware prefetcher's best case), which matters because 1:N over a
+ * large gallery is memory-bound (1M x 192 x 2 B = 384 MB per query scan).
+ */
+#ifndef FP_MATCH_H
+#define FP_MATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "facepay.h"
+
+#define FPG_LANES 8            /* rows per block (one ymm of fp32 scores) */
+#define FPG_PANEL_BLOCKS 4     /* blocks per kernel call */
+#define FPG_PANEL_ROWS (FPG_LANES * FPG_PANEL_BLOCKS)
+#define FPG_CHUNK_SHIFT 12
+#define FPG_CHUNK_ROWS (1 << FPG_CHUNK_SHIFT) /* rows per chunk (a multiple of FPG_PANEL_ROWS) */
+#define FPG_MAX_DIM 4096
+
+/* Scores of one panel: nblk (1..FPG_PANEL_BLOCKS) consecutive blocks starting at `blocks`
+ * (format fmt, dim elements per row, layout above) against nq (1..FP_MAX_BATCH) queries
+ * q[nq][dim] (fp32, unit norm). scales: int8 only, one factor per row of the panel (NULL for
+ * fp16). scores[qi * FPG_PANEL_ROWS + row] receives the dot products (rows beyond nblk*8 are not
+ * written). When thr is non-NULL, masks[qi] receives the bit set of rows whose score > thr[qi]
+ * and the return value is the OR of all masks (0: nothing in this panel beats any threshold);
+ * with thr NULL the return value is 0 and masks is untouched.
+ * scratch: FPG_PANEL_BLOCKS * dim * 8 floats, 32-byte aligned (the panel converted to fp32 once
+ * and reused by every query of the batch while it sits in L1).
+ *
+ * Every dot product is accumulated in fp32, element 0 to dim-1 in order, one fused multiply-add
+ * per element, whatever nq is: a batch gives bit-identical scores to the same queries one at a
+ * time. The scalar kernel uses separate multiply and add (no FMA hardware assumed), so it agrees
+ * with the AVX2 one to rounding (~1e-7), not bit for bit. */
+uint32_t fpg_panel_avx2(int fmt, const void *blocks, const float *scales, int nblk, int dim,
+                        const float *q, int nq, const float *thr, float *scores, uint32_t *masks,
+                        float *scratch);
+uint32_t fpg_panel_scalar(int fmt, const void *blocks, const float *scales, int nblk, int dim,
+                          const float *q, int nq, const float *thr, float *scores,
+                          uint32_t *masks, float *scratch);
+
+/* 1 when gallery_avx2.c was compiled with its kernels (x86), else 0. */
+extern const int fpg_avx2_compiled;
+
+/* fp16 <-> fp32, round to nearest even, subnormals kept (bit-identical to F16C). */
+uint16_t fpg_f32_to_f16(float f);
+float fpg_f16_to_f32(uint16_t h);
+/* n values with F16C (only after the CPU check). */
+void fpg_f32_to_f16_avx2(const float *src, uint16_t *dst, int n);
+void fpg_f16_to_f32_avx2(const uint16_t *src, float *dst, int n);
+
+/* Kernel set of the gallery: AVX2+F16C+FMA when the CPU has them and FACEPAY_KERNELS is not
+ * "scalar". fpg_kernels_select forces a set (tests; want_avx2 is ignored without CPU support)
+ * and returns the set now in use (1 = AVX2). Safe to call while other threads search: each
+ * search reads the choice once. */
+int fpg_kernels_select(int want_avx2);
+int fpg_kernels_avx2(void);
+const char *fpg_kernel_name(void);
+
+#endif /* FP_MATCH_H */
