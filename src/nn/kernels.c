@@ -62,6 +62,20 @@ static int thread_id(void) {
 #endif
 }
 
+/* Threads worth using for `work` units when each thread should get at least `per_thread` of them:
+ * a fork/join costs about a microsecond with spinning workers (far more when the other core is
+ * busy), so small ops run on the calling thread. Units: MACs for convolutions, elements else. */
+static int pick_threads(int threads, int64_t work, int64_t per_thread) {
+    int64_t t = work / per_thread;
+    if (t > threads) t = threads;
+    return t > 1 ? (int)t : 1;
+}
+
+/* Per-thread minimum work: about 3-5 us of single-thread time for each kind of op. */
+#define NN_PAR_GEMM_MACS 300000
+#define NN_PAR_DW_MACS 60000
+#define NN_PAR_ELEMS 32768
+
 /* ---------------------------------------------------------------------------------------------- */
 /* Small helpers                                                                                   */
 /* ---------------------------------------------------------------------------------------------- */
@@ -321,9 +335,8 @@ static void gemm_range(const nn_gemm_args *g, int m0, int m1, int p0, int p1) {
 
 void nn_gemm_run(const nn_gemm_args *g, int threads) {
     const int np = n_panels(g->w), tiles = (g->m + NN_MR - 1) / NN_MR;
-    int T = threads > 1 ? threads : 1;
+    int T = pick_threads(threads, (int64_t)g->m * g->w->n * g->w->k, NN_PAR_GEMM_MACS);
     if (T > tiles * np) T = tiles * np;
-    if ((int64_t)g->m * g->w->n * g->w->k < 100000) T = 1; /* waking a thread costs ~ that */
     if (T <= 1) {
         gemm_range(g, 0, g->m, 0, np);
         return;
@@ -514,7 +527,7 @@ static fp_status run_conv(const nn_exec_ctx *ctx) {
     }
     const float *x = ctx->in[0];
     float *out = ctx->out;
-    int T = ctx->threads > 1 ? ctx->threads : 1;
+    int T = pick_threads(ctx->threads, (int64_t)M * K * cg.cout, NN_PAR_GEMM_MACS);
     if (T > NN_IM2COL_SLOTS) T = NN_IM2COL_SLOTS;
     /* Gather slot per thread, sized as in nn_scratch_size. */
     const size_t slot = (size_t)(M < NN_IM2COL_ROWS ? M : NN_IM2COL_ROWS) * K;
@@ -599,7 +612,8 @@ static fp_status run_dwconv(const nn_exec_ctx *ctx) {
                     .oh = cg.oh, .ow = cg.ow, .y = ctx->out};
     d.act = op_act(op, &d.leaky);
     const int rows = cg.n * cg.oh, avx = use_avx2() && cg.mult == 1;
-    int T = ctx->threads > 1 ? ctx->threads : 1;
+    int T = pick_threads(ctx->threads, (int64_t)rows * cg.ow * cg.cout * cg.kh * cg.kw,
+                         NN_PAR_DW_MACS);
     if (T > rows) T = rows;
 #pragma omp parallel for num_threads(T) schedule(static) if (T > 1)
     for (int t = 0; t < T; t++) {
@@ -691,9 +705,8 @@ static fp_status run_pool(const nn_exec_ctx *ctx) {
     fp_status st = check_out(ctx, p.n, p.oh, p.ow, p.c);
     if (st) return st;
     const int rows = p.n * p.oh, avx = use_avx2();
-    int T = ctx->threads > 1 ? ctx->threads : 1;
+    int T = pick_threads(ctx->threads, (int64_t)rows * p.ow * p.c * p.kh * p.kw, NN_PAR_ELEMS);
     if (T > rows) T = rows;
-    if ((int64_t)rows * p.ow * p.c < 16384) T = 1; /* not worth waking a thread */
 #pragma omp parallel for num_threads(T) schedule(static) if (T > 1)
     for (int t = 0; t < T; t++) {
         int r0 = (int)((long)rows * t / T), r1 = (int)((long)rows * (t + 1) / T);
@@ -782,11 +795,10 @@ static fp_status run_binary(const nn_exec_ctx *ctx, nn_op_type type, nn_act act)
     const int isa = sa[0] != 0, isb = sb[0] != 0;
     int64_t outer = 1;
     for (int i = 1; i < k; i++) outer *= dim[i];
-    int T = ctx->threads > 1 ? ctx->threads : 1;
-    if (outer * inner < 65536) T = 1;
+    int T = pick_threads(ctx->threads, outer * inner, NN_PAR_ELEMS);
     if (outer == 1) {
         /* One long row: split it across threads. */
-        if (T > 1 && inner >= 65536) {
+        if (T > 1) {
 #pragma omp parallel for num_threads(T) schedule(static)
             for (int t = 0; t < T; t++) {
                 int64_t i0 = inner * t / T, i1 = inner * (t + 1) / T;

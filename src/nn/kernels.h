@@ -19,11 +19,12 @@
 #define NN_MR 6
 #define NN_NR 16
 
-/* Rows per im2col block. Each block is gathered into its own scratch slot and multiplied at
- * once, so the gathered rows are still in L2 when the GEMM reads them. */
+/* KxK convolutions gather the pixels that need it (image borders; every pixel when dilated
+ * horizontally) into a per-thread scratch slot of up to NN_IM2COL_ROWS rows of K floats, small
+ * enough to still be in L2 when the GEMM reads it. nn_scratch_size() does not know the thread
+ * count, so it reserves NN_IM2COL_SLOTS slots and such convolutions use at most that many
+ * threads. */
 #define NN_IM2COL_ROWS 96
-/* Slots of im2col scratch: nn_scratch_size() does not know the thread count, so im2col convs use
- * at most this many threads. */
 #define NN_IM2COL_SLOTS 8
 
 /* Kernel heights up to this run as implicit GEMM (one A run per kernel row); taller ones and
@@ -57,7 +58,8 @@ size_t nn_packed_floats(int kind, int n, int k);
 void nn_pack_into(nn_packed *p, float *mem, int kind, int n, int k, const float *w,
                   const float *bias, const float *alpha, int64_t n_alpha);
 
-/* C[m, 0..n) = act(A[m, 0..k) * B + bias) for the rows/panels given. */
+/* C[m, 0..n) = act(A[m, 0..k) * B + bias) for the rows/panels given; PReLU slopes come from the
+ * packed weights, the LEAKY slope from `leaky`. */
 typedef struct nn_gemm_args {
     const float *a;
     size_t lda;
