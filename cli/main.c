@@ -23,6 +23,7 @@ static const struct {
     {"enroll", cmd_enroll, "enrol a user from photos, a video or a camera (automatic capture)"},
     {"identify", cmd_identify, "identify the person in photos/video frames (1:N, voting, blink)"},
     {"user", cmd_user, "list users or delete one (templates erased)"},
+    {"liveness", cmd_liveness, "active liveness: a challenge (blink, turn) checked over video frames"},
     {"eval", cmd_eval, "accuracy: verify (LFW protocol, ROC/DET), identify (1:N), calibrate, liveness"},
     {"bench", cmd_bench, "per-model latency: median of N runs, batch 1/20, 1 and 2 threads"},
 };

@@ -328,6 +328,64 @@ fp_blink_params fp_blink_params_default(void);
 fp_status fp_detect_blinks(const double *t_ms, const float *ear, int n, const fp_blink_params *params,
                            fp_blink_result *out);
 
+/* Active liveness: a random challenge checked against the captured frames, plus consistency checks a
+ * still or a printed photo cannot pass (identity stable across frames, 3-D parallax when the head
+ * turns). Rules in src/face/challenge.c. */
+#define FP_CHALLENGE_MAX_STEPS 4
+typedef enum fp_challenge_step { FP_STEP_BLINK = 0, FP_STEP_TURN_LEFT, FP_STEP_TURN_RIGHT, FP_STEP_MOUTH_OPEN } fp_challenge_step;
+typedef struct fp_challenge {
+    int n;
+    fp_challenge_step step[FP_CHALLENGE_MAX_STEPS];
+    int count[FP_CHALLENGE_MAX_STEPS]; /* blinks asked for (1 for the other steps) */
+} fp_challenge;
+
+typedef struct fp_challenge_params {
+    float turn_deg;          /* head turn from the starting yaw (15) */
+    float mouth_open;        /* mouth opening ratio (0.35) */
+    float min_identity_cos;  /* every frame vs the sequence mean (0.5) */
+    float min_parallax;      /* planar-fit residual / inter-ocular distance below which it is a flat picture (0.012) */
+    int min_frames;          /* (8) */
+    float min_face_fraction; /* frames with exactly one face (0.7) */
+    double timeout_ms;       /* steps not done within this span fail (15000) */
+} fp_challenge_params;
+
+#define FP_PARALLAX_POINTS 24
+/* What the challenge needs from one frame (fill with fp_liveness_frame_from_face). */
+typedef struct fp_liveness_frame {
+    double t_ms;
+    int n_faces;
+    float ear, yaw, pitch, mouth;
+    int has_embedding;
+    float embedding[FP_EMBEDDING_DIM];
+    float points[FP_PARALLAX_POINTS][2];
+} fp_liveness_frame;
+
+typedef enum fp_challenge_verdict { FP_CHALLENGE_PASSED = 0, FP_CHALLENGE_FAILED = 1, FP_CHALLENGE_NOT_ENOUGH = 2 } fp_challenge_verdict;
+
+typedef struct fp_challenge_result {
+    fp_challenge_verdict verdict;
+    char reason[160];
+    int steps_done;
+    int blinks;
+    float max_left, max_right;   /* yaw change from the start, degrees */
+    int identity_stable;
+    float min_identity_cos;
+    float parallax;              /* NAN when the head did not turn enough to measure it */
+    int frames, frames_with_face;
+} fp_challenge_result;
+
+fp_challenge_params fp_challenge_params_default(void);
+/* Random (libsodium randombytes): a blink step (1-2 blinks) and a head turn, in random order. */
+fp_status fp_challenge_random(fp_challenge *c);
+/* "blink:2,left" <-> challenge; human text "blink twice, then turn your head to your left". */
+fp_status fp_challenge_parse(const char *text, fp_challenge *c);
+void fp_challenge_code(const fp_challenge *c, char *out, size_t n);
+void fp_challenge_format(const fp_challenge *c, char *out, size_t n);
+void fp_liveness_frame_from_face(const fp_face *face, int n_faces, double t_ms, fp_liveness_frame *out);
+fp_status fp_challenge_evaluate(const fp_challenge *c, const fp_challenge_params *params,
+                                const fp_liveness_frame *frames, int n, fp_challenge_result *out);
+const char *fp_challenge_verdict_name(fp_challenge_verdict v);
+
 /* Draws boxes, landmarks, iris and pose axes of the faces onto img (for --draw). */
 void fp_draw_faces(fp_image *img, const fp_face *faces, int n);
 
@@ -513,16 +571,18 @@ fp_status fp_store_foreach_audit(fp_store *s, const char *user_id,
  * of L2-normalised templates stored in fp16 (or int8 + a per-row scale), one row per template and
  * a user id per row; a search scores every row with one streamed matrix product W.Q and returns
  * the best rows per *user*. Thread safety: any number of threads may search (and call the other
- * read functions) while writers add or remove: readers take no lock and see a consistent snapshot;
- * writers serialise among themselves. fp_gallery_free needs exclusive access.
+ * read functions) while writers add or remove: readers take no lock and see the rows published
+ * when they started (a user being re-enrolled meanwhile counts with its old or new template, or
+ * the better of both, never with none); writers serialise among themselves on a mutex.
+ * fp_gallery_free needs exclusive access.
  * Replaced and removed rows stay as tombstones (skipped by search, still counted by
  * fp_gallery_rows and fp_gallery_memory) until fp_gallery_compact copies the live rows. */
 typedef struct fp_gallery fp_gallery;
 
 typedef enum fp_gallery_format {
-    FP_GALLERY_FP16 = 0, /* 2 bytes per element (default; scores within ~1e-3 of fp32) */
+    FP_GALLERY_FP16 = 0, /* 2 bytes per element (default; scores within ~1e-4 of fp64) */
     FP_GALLERY_INT8 = 1  /* 1 byte per element + a 4-byte row scale: half the memory and scan
-                            time, scores within ~5e-3 of fp32 */
+                            time, scores within ~2e-3 of fp64 */
 } fp_gallery_format;
 
 #define FP_GALLERY_MAX_K 16     /* top-k per query */
@@ -572,8 +632,8 @@ typedef struct fp_search_result {
 
 /* Searches n (1..FP_MAX_BATCH, else FP_ERR_TOO_LARGE) queries[n][dim] (normalised here) in one
  * pass over the gallery: each gallery block is loaded once and scored against all n queries.
- * k: 1..FP_GALLERY_MAX_K; threads >= 1 (large galleries are split into that many ranges).
- * out[n]. An empty gallery is not an error: every out[i].n is 0. */
+ * k: 1..FP_GALLERY_MAX_K; threads >= 1: up to that many OpenMP threads, one per 65,536 rows at
+ * most (row ranges, top-k merged). out[n]. An empty gallery is not an error: every out[i].n is 0. */
 fp_status fp_gallery_search(const fp_gallery *g, const float *queries, int n, int dim, int k,
                             int threads, fp_search_result *out);
 
@@ -711,6 +771,462 @@ fp_status fp_identifier_new(fp_session *s, const fp_gallery *gallery, const fp_c
 void fp_identifier_free(fp_identifier *id);
 fp_status fp_identifier_add_frame(fp_identifier *id, const fp_image *frame, double t_ms);
 fp_status fp_identifier_decide(fp_identifier *id, fp_identify_result *out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Payments (src/pay/)                                                                         */
+/* ------------------------------------------------------------------------------------------ */
+/* The ledger, merchants and their API keys, the payment decision policy and the evidence chain,
+ * all in the store's SQLite file (tables pay_*, schema migration 2). An fp_pay handle wraps an
+ * open fp_store, which it borrows (close the fp_pay first); one handle may be shared by threads.
+ *
+ * Money
+ *  - Amounts are int64 minor units (cents) of an ISO 4217 alphabetic code ("EUR": exactly three
+ *    uppercase letters). No floating point touches money. One operation moves 1..FP_PAY_MAX_AMOUNT.
+ *  - Double entry: a money movement is one transaction (fp_pay_txn_kind) of postings that sum to
+ *    zero, written with the balances it changes in one SQL transaction (BEGIN IMMEDIATE). A posting
+ *    amount is signed: > 0 raises the account's balance, < 0 lowers it.
+ *  - Accounts (fp_pay_account_kind): one customer wallet per (user, currency); one merchant account
+ *    per (merchant, currency), opened at its first capture; two system accounts per currency:
+ *    "funding" (top-ups come from it; the only account below zero: minus the money issued) and
+ *    "hold" (money authorised while a step-up is pending).
+ *  - No balance but funding's can go negative: checked inside the transaction, and by CHECK
+ *    constraints should a check ever be missed. Postings and transactions are append-only
+ *    (triggers refuse UPDATE and DELETE).
+ *  - Customers are store users (fp_store_user_add), linked by their opaque id only: no name and no
+ *    biometric data in the ledger.
+ *  - Limits per customer wallet: per payment and per rolling 24 hours (the sum of the amounts of
+ *    the payments not declined, created in the last 86,400,000 ms; refunds do not give it back).
+ *
+ * Payment life cycle (fp_pay_state)
+ *   charge: accept                 -> captured  (customer -> merchant, one transaction)
+ *   charge: step-up                -> authorised (customer -> hold) until fp_pay_stepup_verify:
+ *           right PIN / digits     -> captured  (hold -> merchant)
+ *           5th failure, cancel,
+ *           expiry                 -> declined  (hold -> customer: "void")
+ *   charge: refuse, limit, funds   -> declined  (nothing moves; kept with its evidence)
+ *   refund (captured or partially_refunded) -> partially_refunded / refunded (merchant -> customer)
+ *
+ * Idempotency: each charge and refund carries a key, unique per merchant (any operation). The same
+ * key with the same request (SHA-256 over operation, terminal, amount, currency and customer, or
+ * payment and amount for a refund) returns the stored result with `replayed` = 1 and writes
+ * nothing; the same key with another request is FP_ERR_PAY_CONFLICT. A declined charge keeps its
+ * key (a retry gets the same decline; use a new key for a new attempt). The biometric inputs are not
+ * part of the request hash: a terminal retrying after a timeout may send a re-captured frame, and the
+ * first decision stands.
+ *
+ * Status codes of the payment calls, beyond the common ones. They are not members of enum
+ * fp_status (whose list belongs to the core); compare them with ==, not in a switch (a case label
+ * outside the enumeration warns under -Wswitch). fp_pay_strerror names them.                    */
+#define FP_ERR_PAY_CONFLICT ((fp_status)100)     /* idempotency key reused for another request (HTTP 409) */
+#define FP_ERR_PAY_UNAUTHORIZED ((fp_status)101) /* API key malformed, unknown, wrong or revoked (HTTP 401) */
+#define FP_ERR_PAY_RATE_LIMITED ((fp_status)102) /* the key's token bucket is empty (HTTP 429) */
+#define FP_ERR_PAY_STATE ((fp_status)103)        /* not allowed in the current state: over-refund, refund of
+                                                    a declined payment, step-up of a captured one, top-up of a
+                                                    closed wallet, ... (HTTP 409/422) */
+
+/* fp_strerror plus the names of the FP_ERR_PAY_* codes. Never NULL. */
+const char *fp_pay_strerror(fp_status status);
+
+#define FP_PAY_MAX_AMOUNT INT64_C(1000000000000000) /* 10^15 minor units per operation */
+#define FP_PAY_KEY_LEN 64      /* API key text: "fpk_" + 16 hex (key id) + "_" + 43 base64url chars */
+#define FP_PAY_KEY_ID_LEN 16   /* the public part that names a key (logs, revocation) */
+#define FP_PAY_IDEM_MAX 255    /* idempotency key: 1..255 printable ASCII bytes */
+#define FP_PAY_PIN_MIN 4       /* PIN: 4..12 ASCII digits */
+#define FP_PAY_PIN_MAX 12
+#define FP_PAY_THUMB_MAX (256 * 1024) /* JPEG thumbnail bytes kept in an evidence record */
+
+typedef struct fp_pay fp_pay;
+
+/* ---- Decision policy (src/pay/policy.c) ---- */
+
+typedef enum fp_pay_verdict {
+    FP_PAY_ACCEPT = 0, /* pay now */
+    FP_PAY_STEPUP = 1, /* hold the money and ask for the PIN (or the phone number's last 4 digits) */
+    FP_PAY_REFUSE = 2
+} fp_pay_verdict;
+
+typedef enum fp_pay_stepup { FP_STEPUP_NONE = 0, FP_STEPUP_PIN = 1, FP_STEPUP_PHONE4 = 2 } fp_pay_stepup;
+
+/* Why: bits of fp_pay_decision.reasons (several may be set). */
+#define FP_PAY_WHY_AMOUNT (1u << 0)     /* step-up: amount above stepup_above */
+#define FP_PAY_WHY_MARGIN (1u << 1)     /* step-up: top-1/top-2 margin below min_margin (or NaN) */
+#define FP_PAY_WHY_LOOKALIKE (1u << 2)  /* step-up: the customer is in a look-alike pair */
+#define FP_PAY_WHY_LIVENESS (1u << 3)   /* step-up: no blink (require_blink) or liveness < min_liveness */
+#define FP_PAY_WHY_UNCERTAIN (1u << 4)  /* step-up: the identifier answered "uncertain" */
+#define FP_PAY_WHY_NO_MATCH (1u << 8)   /* refuse: no match, or no candidate user */
+#define FP_PAY_WHY_SCORE (1u << 9)      /* refuse: score below the identification threshold (or NaN) */
+#define FP_PAY_WHY_FRAMES (1u << 10)    /* refuse: fewer usable frames than min_frames */
+#define FP_PAY_WHY_SPOOF (1u << 11)     /* refuse: liveness score below refuse_liveness */
+#define FP_PAY_WHY_LOCKED (1u << 12)    /* refuse: face payment locked after failed step-ups */
+#define FP_PAY_WHY_CUSTOMER (1u << 13)  /* refuse: no open wallet in this currency, or the user is not
+                                           active (store status locked/deleted) */
+#define FP_PAY_WHY_NO_STEPUP (1u << 14) /* refuse: a step-up is needed but the customer has no usable
+                                           method (no PIN; no phone digits, or amount above
+                                           phone_stepup_max) */
+
+/* The policy's knobs. Amounts are minor units of the payment's currency (one set of numbers for
+ * every currency: deployments with currencies of very different unit value use one fp_pay per
+ * currency, or per-customer limits). Defaults: fp_pay_policy_default(). */
+typedef struct fp_pay_policy {
+    int64_t stepup_above;     /* amounts strictly above need a step-up (5000 = 50.00) */
+    int64_t phone_stepup_max; /* the phone's last 4 digits count as a step-up up to this amount;
+                                 above it only a PIN does (2000): four public digits are weak */
+    float min_margin;         /* margin below this asks for a step-up (0.10; the identifier itself
+                                 answers "uncertain" below its own 0.05) */
+    float min_liveness;       /* liveness score below this is "uncertain": step-up (0.5, which is
+                                 what the score is when no passive model ran) */
+    float refuse_liveness;    /* liveness score below this is refused outright (0.10). Low on
+                                 purpose: the passive models are weak (README "Liveness") */
+    int require_blink;        /* no blink over the frames is "uncertain liveness": step-up (1) */
+    int min_frames;           /* fewer usable frames are refused (3) */
+    int max_stepup_failures;  /* failed step-ups in a row that lock face payment (5) */
+} fp_pay_policy;
+
+fp_pay_policy fp_pay_policy_default(void);
+
+/* What the ledger knows of the customer when deciding. */
+typedef struct fp_pay_customer_state {
+    int has_wallet;  /* an open wallet in the payment's currency */
+    int active;      /* store user active and payment customer not deleted */
+    int face_locked; /* locked after max_stepup_failures failed step-ups */
+    int lookalike;   /* fp_store_is_lookalike() == 1 */
+    int has_pin, has_phone;
+} fp_pay_customer_state;
+
+typedef struct fp_pay_decision {
+    fp_pay_verdict verdict;
+    uint32_t reasons;     /* FP_PAY_WHY_* */
+    fp_pay_stepup stepup; /* method asked for when verdict is FP_PAY_STEPUP (PIN when the customer
+                             has one), else FP_STEPUP_NONE */
+} fp_pay_decision;
+
+/* Pure function of its inputs (no I/O, no clock). p NULL: defaults; id or c NULL: refuse.
+ * Refused: locked, inactive or wallet-less customer, no match / no user, score below the
+ * threshold (a PIN never turns a non-matching face into a payment: a stolen PIN must not pay with
+ * someone else's face), too few frames, liveness below refuse_liveness, or a needed step-up
+ * without a usable method. Otherwise step-up when the amount is above stepup_above, the margin is
+ * below min_margin, the customer is in a look-alike pair, liveness is uncertain or the identifier
+ * was uncertain; accept when none of these holds. All reasons found are reported. */
+fp_pay_decision fp_pay_decide(const fp_pay_policy *p, const fp_identify_result *id, int64_t amount,
+                              const fp_pay_customer_state *c);
+
+/* ---- The handle ---- */
+
+typedef struct fp_pay_options {
+    fp_pay_policy policy;
+    /* Secret of the API-key hashes (BLAKE2b-256 keyed). NULL: derived from the store's template key
+     * (keyed BLAKE2b of a constant), so one secret less to deploy; pass a separate random 32-byte
+     * secret to keep API keys valid across a template-key rotation. Copied into locked memory. */
+    const uint8_t *api_secret;
+    /* Per-API-key token bucket (in memory, per fp_pay: a restart refills it, and N server processes
+     * allow N times the rate). Tokens per second and bucket size; rate <= 0 turns the limit off. */
+    double rate_per_s;  /* 20 */
+    double rate_burst;  /* 40 */
+    /* argon2id cost of PIN hashes (crypto_pwhash_argon2id_*; defaults: the INTERACTIVE limits).
+     * A stored hash carries its own cost, so lowering these only affects new PINs. */
+    unsigned long long pin_opslimit;
+    size_t pin_memlimit;
+    int64_t default_per_payment_limit; /* new wallets: 50000 (500.00) */
+    int64_t default_daily_limit;       /* new wallets: 100000 (1000.00) per rolling 24 h */
+    int64_t stepup_ttl_ms;             /* a pending step-up expires after this (300000 = 5 min) */
+    /* Clock, unix milliseconds (NULL: wall clock). Tests inject one to cross days. */
+    int64_t (*clock_ms)(void *ctx);
+    void *clock_ctx;
+} fp_pay_options;
+
+fp_pay_options fp_pay_options_default(void);
+
+/* Opens the payment service on an open store (whose schema already holds the pay_* tables). */
+fp_status fp_pay_open(fp_store *store, const fp_pay_options *opts, fp_pay **out);
+void fp_pay_close(fp_pay *pay); /* wipes the secrets; NULL-safe */
+
+/* ---- Merchants, terminals, API keys ---- */
+
+/* Ids are store-style ids (1..63 bytes of [A-Za-z0-9._@:+-]); names printable UTF-8, <= 127 bytes.
+ * An existing id gives FP_ERR_INVALID_ARG. Terminal ids are per merchant. */
+fp_status fp_pay_merchant_create(fp_pay *pay, const char *merchant_id, const char *name);
+fp_status fp_pay_terminal_create(fp_pay *pay, const char *merchant_id, const char *terminal_id,
+                                 const char *name);
+/* A disabled terminal cannot charge (existing payments stay). */
+fp_status fp_pay_terminal_disable(fp_pay *pay, const char *merchant_id, const char *terminal_id);
+
+/* Issues a new API key for the merchant: key (FP_PAY_KEY_LEN chars + NUL) is shown once and never
+ * stored; the DB keeps only its keyed hash. key_id (may be NULL) receives its public id. */
+fp_status fp_pay_key_issue(fp_pay *pay, const char *merchant_id, char key[FP_PAY_KEY_LEN + 1],
+                           char key_id[FP_PAY_KEY_ID_LEN + 1]);
+/* Checks a presented key: the hash is compared in constant time (sodium_memcmp), also for unknown
+ * key ids (against a dummy) so timing does not tell which ids exist. Then takes one token from the
+ * key's bucket. FP_OK fills merchant_id (and key_id, may be NULL); FP_ERR_PAY_UNAUTHORIZED for a
+ * malformed, unknown, wrong or revoked key; FP_ERR_PAY_RATE_LIMITED when the bucket is empty. */
+fp_status fp_pay_key_verify(fp_pay *pay, const char *key, char merchant_id[FP_STORE_ID_MAX + 1],
+                            char key_id[FP_PAY_KEY_ID_LEN + 1]);
+/* Revokes a key for good (FP_ERR_NOT_FOUND if unknown; revoking twice is FP_OK). */
+fp_status fp_pay_key_revoke(fp_pay *pay, const char *key_id);
+
+/* ---- Customers and accounts ---- */
+
+typedef enum fp_pay_account_kind {
+    FP_ACCOUNT_CUSTOMER = 0, FP_ACCOUNT_MERCHANT = 1, FP_ACCOUNT_FUNDING = 2, FP_ACCOUNT_HOLD = 3
+} fp_pay_account_kind;
+
+typedef struct fp_pay_account {
+    int64_t id;
+    fp_pay_account_kind kind;
+    char owner[FP_STORE_ID_MAX + 1]; /* user id (customer), merchant id (merchant), "" (system) */
+    char currency[4];
+    int64_t balance;                 /* minor units */
+    int64_t per_payment_limit;       /* customer wallets; 0 for the others */
+    int64_t daily_limit;
+    int closed;                      /* customer wallet closed by fp_pay_customer_delete */
+    int64_t created_ms;
+} fp_pay_account;
+
+typedef struct fp_pay_customer {
+    char user_id[FP_STORE_ID_MAX + 1];
+    int has_pin, has_phone;
+    int stepup_failures; /* failed step-ups in a row */
+    int face_locked;
+    int deleted;
+    int64_t created_ms;
+} fp_pay_customer;
+
+/* Makes an existing, active store user a payment customer (first call) and opens a wallet in
+ * currency with the default limits; *account_id (may be NULL) receives it. A second wallet in the
+ * same currency, or a deleted customer, gives FP_ERR_INVALID_ARG. */
+fp_status fp_pay_customer_create(fp_pay *pay, const char *user_id, const char *currency,
+                                 int64_t *account_id);
+/* Sets the step-up PIN (FP_PAY_PIN_MIN..MAX digits), stored as an argon2id hash (crypto_pwhash). */
+fp_status fp_pay_customer_set_pin(fp_pay *pay, const char *user_id, const char *pin);
+/* Sets the last 4 digits of the phone number, stored as a keyed BLAKE2b hash. */
+fp_status fp_pay_customer_set_phone(fp_pay *pay, const char *user_id, const char *last4);
+/* Limits of the wallet in currency (both 1..FP_PAY_MAX_AMOUNT). */
+fp_status fp_pay_customer_set_limits(fp_pay *pay, const char *user_id, const char *currency,
+                                     int64_t per_payment, int64_t daily);
+fp_status fp_pay_customer_get(fp_pay *pay, const char *user_id, fp_pay_customer *out);
+/* Clears the lock and the failure count (an operator's call, after checking the customer). */
+fp_status fp_pay_customer_unlock(fp_pay *pay, const char *user_id);
+/* GDPR erasure, one transaction: voids pending step-ups, pays each wallet's balance back to the
+ * funding account ("payout", to be returned off-system), closes the wallets, erases the PIN and
+ * phone hashes and the encrypted thumbnails of the customer's evidence records. Postings, payments
+ * and evidence keep the opaque user id (the chain still verifies: records hash the thumbnail's
+ * hash, not the thumbnail). The caller deletes the templates too (fp_store_user_delete). The id can
+ * never become a customer again. Deleting twice is FP_OK. */
+fp_status fp_pay_customer_delete(fp_pay *pay, const char *user_id);
+
+fp_status fp_pay_wallet(fp_pay *pay, const char *user_id, const char *currency, fp_pay_account *out);
+fp_status fp_pay_merchant_account(fp_pay *pay, const char *merchant_id, const char *currency,
+                                  fp_pay_account *out);
+fp_status fp_pay_account_get(fp_pay *pay, int64_t account_id, fp_pay_account *out);
+fp_status fp_pay_balance(fp_pay *pay, int64_t account_id, int64_t *balance);
+
+typedef enum fp_pay_txn_kind {
+    FP_TXN_TOPUP = 0,     /* funding -> wallet */
+    FP_TXN_CHARGE = 1,    /* wallet -> merchant (accepted without step-up) */
+    FP_TXN_AUTHORISE = 2, /* wallet -> hold (step-up pending) */
+    FP_TXN_CAPTURE = 3,   /* hold -> merchant (step-up passed) */
+    FP_TXN_VOID = 4,      /* hold -> wallet (step-up failed, cancelled or expired) */
+    FP_TXN_REFUND = 5,    /* merchant -> wallet */
+    FP_TXN_PAYOUT = 6     /* wallet -> funding (customer deleted) */
+} fp_pay_txn_kind;
+
+typedef struct fp_pay_posting {
+    int64_t id;
+    int64_t txn_id;
+    fp_pay_txn_kind kind;
+    int64_t account_id;
+    int64_t payment_id;    /* 0 when none (top-up, payout) */
+    int64_t refund_id;     /* 0 when none */
+    char currency[4];
+    int64_t amount;        /* signed: > 0 credit (balance up), < 0 debit */
+    int64_t balance_after;
+    int64_t created_ms;
+} fp_pay_posting;
+
+/* The account's postings in id order, after `after_id` (0: from the start), at most `limit` (0:
+ * all). cb returns non-zero to stop early. */
+fp_status fp_pay_foreach_posting(fp_pay *pay, int64_t account_id, int64_t after_id, int limit,
+                                 int (*cb)(void *ctx, const fp_pay_posting *p), void *ctx);
+
+/* ---- Money ---- */
+
+/* Credits the wallet from the currency's funding account. reference: operator's text (may be NULL,
+ * printable UTF-8, <= 127 bytes). Top-ups carry no idempotency key: they are operator actions, not
+ * merchant requests. FP_ERR_PAY_STATE for a closed wallet. */
+fp_status fp_pay_topup(fp_pay *pay, const char *user_id, const char *currency, int64_t amount,
+                       const char *reference, int64_t *txn_id);
+
+typedef enum fp_pay_state {
+    FP_PAY_AUTHORISED = 0,         /* money held, waiting for the step-up */
+    FP_PAY_CAPTURED = 1,
+    FP_PAY_REFUNDED = 2,           /* refunded in full */
+    FP_PAY_PARTIALLY_REFUNDED = 3,
+    FP_PAY_DECLINED = 4
+} fp_pay_state;
+
+const char *fp_pay_state_name(fp_pay_state s); /* "authorised", "captured", ... */
+const char *fp_pay_verdict_name(fp_pay_verdict v); /* "accept", "stepup", "refuse" */
+const char *fp_pay_stepup_name(fp_pay_stepup m);   /* "none", "pin", "phone4" */
+
+typedef struct fp_payment {
+    int64_t id;
+    char merchant_id[FP_STORE_ID_MAX + 1];
+    char terminal_id[FP_STORE_ID_MAX + 1];
+    char user_id[FP_STORE_ID_MAX + 1]; /* "" when no one was identified */
+    int64_t customer_account;          /* 0 when none */
+    char currency[4];
+    int64_t amount;
+    int64_t captured;                  /* amount once captured, else 0 */
+    int64_t refunded;                  /* sum of refunds, <= captured */
+    fp_pay_state state;
+    fp_pay_verdict verdict;            /* the policy's answer at charge time */
+    uint32_t reasons;                  /* FP_PAY_WHY_* */
+    fp_pay_stepup stepup;              /* method asked for (FP_STEPUP_NONE if none) */
+    int stepup_required;               /* state authorised: call fp_pay_stepup_verify */
+    char decline[32];                  /* why declined: "refused", "insufficient_funds",
+                                          "limit_per_payment", "limit_daily", "locked",
+                                          "stepup_expired", "cancelled", "customer_deleted"; else "" */
+    int64_t evidence_seq;              /* evidence record of the charge decision */
+    int64_t created_ms, updated_ms;
+    int64_t expires_ms;                /* authorised: when the pending step-up expires */
+    int replayed;                      /* returned from the idempotency record; nothing written */
+} fp_payment;
+
+typedef struct fp_pay_charge_req {
+    const char *merchant_id;
+    const char *terminal_id;
+    const char *idempotency_key;          /* 1..FP_PAY_IDEM_MAX printable ASCII bytes */
+    int64_t amount;                       /* 1..FP_PAY_MAX_AMOUNT minor units */
+    const char *currency;                 /* "EUR" */
+    const char *user_id;                  /* customer; NULL: identify->user_id (must agree if both) */
+    const fp_identify_result *identify;   /* the decision inputs (required) */
+    const fp_quality *quality;            /* quality of the best frame, for the evidence (may be NULL) */
+    const char *models;                   /* model versions for the evidence (NULL: FP_EMBEDDER_ID) */
+    const char *challenge;                /* active liveness challenge shown, e.g. "blink" (NULL: "") */
+    const uint8_t *thumbnail_jpeg;        /* face thumbnail for the evidence (may be NULL) */
+    size_t thumbnail_len;                 /* <= FP_PAY_THUMB_MAX */
+} fp_pay_charge_req;
+
+/* Decides (fp_pay_decide with the stored customer state) and, in one transaction, records the
+ * payment, moves the money (accept: captured; step-up: authorised and held), checks the limits and
+ * the balance inside the transaction (declining when short: never a negative balance), and appends
+ * the evidence record. A declined payment is FP_OK with out->state FP_PAY_DECLINED; errors are
+ * bad input (FP_ERR_INVALID_ARG), an unknown merchant/terminal (FP_ERR_NOT_FOUND), a disabled
+ * terminal (FP_ERR_PAY_STATE) and FP_ERR_PAY_CONFLICT. */
+fp_status fp_pay_charge(fp_pay *pay, const fp_pay_charge_req *req, fp_payment *out);
+
+typedef struct fp_pay_stepup_result {
+    fp_payment payment;   /* after the attempt */
+    int verified;         /* the secret was right: the payment is captured */
+    int failures;         /* failed step-ups in a row for this customer after the attempt */
+    int attempts_left;    /* before the lock */
+    int locked;           /* face payment locked (this attempt or earlier) */
+} fp_pay_stepup_result;
+
+/* Checks the step-up secret (PIN or the phone's last 4 digits, per payment.stepup) of an authorised
+ * payment of this merchant. Right: captured, failures reset. Wrong: failures + 1; the
+ * max_stepup_failures-th locks face payment and voids every pending step-up of the customer.
+ * Expired: voided (declined "stepup_expired"). Each attempt appends an evidence record. The
+ * argon2id check runs outside the write transaction (it takes tens of ms); the transaction then
+ * re-reads the payment and the hash, so a concurrent change is never overwritten.
+ * FP_ERR_PAY_STATE when the payment is not authorised (already captured, declined, ...). */
+fp_status fp_pay_stepup_verify(fp_pay *pay, const char *merchant_id, int64_t payment_id,
+                               const char *secret, fp_pay_stepup_result *out);
+
+/* Voids an authorised payment of this merchant (customer walked away): declined "cancelled". */
+fp_status fp_pay_cancel(fp_pay *pay, const char *merchant_id, int64_t payment_id, fp_payment *out);
+
+/* Voids every authorised payment whose step-up expired (housekeeping; a timer of the server).
+ * *n_voided (may be NULL) receives how many. */
+fp_status fp_pay_expire(fp_pay *pay, int *n_voided);
+
+typedef struct fp_pay_refund_result {
+    int64_t refund_id;
+    int64_t amount;
+    fp_payment payment; /* after the refund */
+    int replayed;
+} fp_pay_refund_result;
+
+/* Refunds `amount` (1..captured - refunded) of a captured or partially refunded payment of this
+ * merchant to the customer's wallet. More than what is left, or a payment not captured, is
+ * FP_ERR_PAY_STATE; a closed (deleted) customer wallet too (refund off-system). */
+fp_status fp_pay_refund(fp_pay *pay, const char *merchant_id, const char *idempotency_key,
+                        int64_t payment_id, int64_t amount, fp_pay_refund_result *out);
+
+/* Any payment by id (the caller checks out->merchant_id against the authenticated merchant). */
+fp_status fp_pay_get(fp_pay *pay, int64_t payment_id, fp_payment *out);
+
+/* ---- Evidence chain and self-checks (src/pay/evidence.c, src/pay/ledger.c) ---- */
+
+/* One record per payment decision (charge, step-up attempt), append-only, hash-chained:
+ * hash = SHA-256(prev_hash || canonical record bytes), where the canonical bytes are a fixed-order,
+ * type-tagged, length-prefixed encoding of every column but the thumbnail itself (its SHA-256 is
+ * included instead, so a GDPR erasure of the thumbnail keeps the chain valid). Each record also
+ * stores mac = BLAKE2b-256 over the hash, keyed with a key derived from the template key: someone
+ * who can write the file but has no key cannot re-hash an edited chain. Records are numbered
+ * seq = 1, 2, 3, ... without gaps; a head row keeps the last seq and hash (tail truncation). */
+typedef struct fp_pay_evidence {
+    int64_t seq;
+    int64_t time_ms;
+    char event[16];                    /* "charge" or "stepup" */
+    int64_t payment_id;
+    char merchant_id[FP_STORE_ID_MAX + 1], terminal_id[FP_STORE_ID_MAX + 1];
+    char user_id[FP_STORE_ID_MAX + 1];
+    int64_t amount;
+    char currency[4];
+    char models[128];                  /* model versions */
+    double threshold, score, margin;   /* NaN when not applicable */
+    int frames_used, votes, blink, blinks;
+    double liveness;                   /* NaN when not applicable */
+    int has_quality;
+    double q_face_px, q_brightness, q_contrast, q_sharpness, q_occlusion;
+    int q_pass;
+    char challenge[32];                /* liveness challenge, or the step-up method */
+    char decision[16];                 /* "accept", "stepup", "refuse" */
+    uint32_t reasons;
+    char outcome[32];                  /* payment state after the decision ("captured",
+                                          "declined:insufficient_funds", ...) */
+    int has_thumbnail;                 /* 0 once erased (or never given) */
+    uint8_t hash[32], prev_hash[32];
+} fp_pay_evidence;
+
+fp_status fp_pay_evidence_get(fp_store *store, int64_t seq, fp_pay_evidence *out);
+/* Decrypts a record's thumbnail (XChaCha20-Poly1305 under the template key, bound to the record) into
+ * a malloc'ed buffer (free() it). FP_ERR_NOT_FOUND when it has none; FP_ERR_FORMAT when tampered. */
+fp_status fp_pay_evidence_thumbnail(fp_store *store, int64_t seq, uint8_t **jpeg, size_t *len);
+
+typedef enum fp_audit_problem {
+    FP_AUDIT_OK = 0,
+    FP_AUDIT_EDITED = 1,    /* the record's content, hash, link or MAC does not verify */
+    FP_AUDIT_DELETED = 2,   /* a record is missing from the sequence (first_bad = its seq) */
+    FP_AUDIT_TRUNCATED = 3, /* records after the last one present were deleted (head disagrees) */
+    FP_AUDIT_THUMBNAIL = 4  /* a stored thumbnail does not match its hash */
+} fp_audit_problem;
+
+typedef struct fp_audit_report {
+    int ok;                 /* 1: every record verified */
+    int64_t records;        /* records read */
+    int64_t first_bad;      /* seq (= record id) of the first edited or deleted record; 0 if ok */
+    fp_audit_problem problem;
+    char message[256];
+} fp_audit_report;
+
+/* Walks the evidence chain from seq 1 and stops at the first problem. FP_OK whenever the walk ran
+ * (read out->ok); an error status only when the DB could not be read. */
+fp_status fp_audit_verify(fp_store *store, fp_audit_report *out);
+
+typedef struct fp_ledger_report {
+    int ok;
+    int64_t accounts, txns, postings, payments;
+    int64_t problems;       /* number of failed checks */
+    char message[256];      /* the first problem ("" if ok) */
+} fp_ledger_report;
+
+/* Ledger self-check in one read snapshot: postings sum to zero per currency and per transaction;
+ * each posting's currency is its account's; each balance equals the sum of its postings and each
+ * posting's balance_after the running sum; no negative balance but funding's; each hold account
+ * equals the authorised payments; each payment's captured/refunded equal its postings. FP_OK
+ * whenever the check ran (read out->ok). */
+fp_status fp_ledger_check(fp_store *store, fp_ledger_report *out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Evaluation metrics (src/eval/)                                                              */
