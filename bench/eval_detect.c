@@ -2,7 +2,8 @@
  * eval_detect.c - face detection recall and 68-point landmark error through the public API.
  *
  * 1. dlib-faces (DIR/dlib-faces/{training,testing}_with_face_landmarks.xml: dlib imglab XML, 43 faces
- *    with a box and 68 points; the plain training/testing.xml hold the same faces without points).
+ *    in 9 photos, hand-marked boxes and 68 points that the XML says come from dlib's
+ *    shape_predictor_68_face_landmarks; the plain training/testing.xml hold the same boxes).
  *    For each detector mode (short, full, both = fp_analyze_options.full_range 0 / 1 / 2, and auto = -1)
  *    every face of the image is analysed; a labelled face is found if a detection overlaps it with
  *    IoU >= 0.5 (one-to-one, greedy by IoU). Our box is put into dlib's convention in three ways:
@@ -17,10 +18,10 @@
  *    (NME > 0.08) and the CED AUC up to 0.08.
  *    Note: the jaw points (0-16) of the mesh->68 mapping were chosen on these same 43 faces
  *    (src/face/geometry.c), so the jaw part of the NME is in-sample; "NME 17-67" excludes it.
- * 2. LFW (DIR/lfw/images/<name>/<name>_NNNN.jpg): the fraction of images with >= 1 face per mode, how many have
- *    more than one, and how often the payment candidate (faces[0]) is the labelled person: LFW crops
- *    are 250x250 centred on that person, so the labelled face = the detection whose box centre is
- *    nearest the image centre (also: candidate box contains the centre).
+ * 2. LFW (DIR/lfw/images/<name>/<name>_NNNN.jpg, every image): the fraction of images with >= 1 face
+ *    per mode, how many have more than one, and how often the payment candidate (faces[0]) is the
+ *    labelled person: LFW crops are 250x250 centred on that person, so the labelled face = the
+ *    detection whose box centre is nearest the image centre (also: candidate box holds the centre).
  *
  * usage: eval_detect [--data DIR (../shared/data)] [--json] [--threads N] [--lfw-limit N] [--no-lfw]
  *                    [--modes short,full,both,auto,tiles] [--lfw-modes short,auto,both] [--list]
@@ -435,7 +436,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--lfw-modes") && more) lfw_modes = argv[++i];
         else if (!strcmp(argv[i], "--list")) list = 1;
         else {
-            fprintf(stderr, "usage: eval_detect [--data DIR] [--json] [--threads N] [--lfw-limit N] [--no-lfw] [--modes M,..] [--lfw-modes M,..] [--list]\n");
+            fprintf(stderr, "usage: eval_detect [--data DIR] [--json] [--threads N] [--lfw-limit N] [--no-lfw]\n"
+                            "                   [--modes M,..] [--lfw-modes M,..] [--list]   (M: short full both auto tiles)\n");
             return 2;
         }
     }

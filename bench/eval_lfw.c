@@ -10,7 +10,9 @@
  * matched (so it also counts against AUC and EER), it is never dropped.
  *
  * Variants (--variant NAME, or "all" for the comparison table). NAME = ALIGN[+faceres]:
- *   lib        fp_face.embedding exactly as the library computes it (iris centres; --no-flip honoured)
+ *   lib        fp_face.embedding exactly as the library computes it (iris centres) for the flip mode
+ *              asked (--no-flip); the other flip mode in the "all" table is our re-embedding of
+ *              fp_face_aligned_crop (the same crop rounded to 8 bits)
  *   iris       landmarks5 (iris centres, nose 1, mouth 61/291), re-warped by us (sanity: == lib)
  *   corners    eye centre = midpoint of the mesh eye corners 33/133 and 362/263
  *   contour    eye centre = mean of the 16 mesh eye-contour points of each eye
@@ -26,9 +28,11 @@
  * fp_embed_aligned on the crop and its mirror (flip-average = normalise(e + e_mirror)).
  *
  * usage: eval_lfw [--data DIR] [--no-flip] [--json] [--threads N] [--limit N] [--variant NAME|all]
- *                 [--detector short|auto|full|both] [--cache FILE] [--scores FILE]
+ *                 [--detector short|auto|full|both] [--cache FILE] [--scores FILE] [--tta] [--exact-jpeg]
  *   --limit N     first N pairs of each matched/mismatched block (quick runs; N <= 300)
  *   --cache FILE  store/load the per-image features (all variants) to re-score without re-running
+ *   --exact-jpeg  decode JPEGs bit-exactly like the reference (jpeg-js) instead of libjpeg-turbo
+ *   --tta         our alignments also embed 4 crops shifted by 1 px and average (experiment)
  *   --scores FILE per-pair CSV of the selected variant: set, same, image 1, image 2, MobileFaceNet
  *                 cosine, faceres cosine (+faceres variants), faces found in image 1, 2
  */
@@ -75,15 +79,12 @@ static int g_n_names, g_cap_names;
 
 static int cmp_str(const void *a, const void *b) { return strcmp(a, b); }
 
-static int add_name(const char *path) {
-    for (int i = g_n_names - 1; i >= 0 && i >= g_n_names - 4; i--) /* pairs repeat neighbours */
-        if (!strcmp(g_names[i], path)) return i;
+static void add_name(const char *path) {
     if (g_n_names == g_cap_names) {
         g_cap_names = g_cap_names ? 2 * g_cap_names : 1024;
         g_names = realloc(g_names, sizeof *g_names * g_cap_names);
     }
-    snprintf(g_names[g_n_names], sizeof g_names[0], "%s", path);
-    return g_n_names++;
+    snprintf(g_names[g_n_names++], sizeof g_names[0], "%s", path);
 }
 
 static int read_pairs(const char *dir, int limit, pair_rec **out_pairs, int *out_n) {
@@ -124,7 +125,7 @@ static int read_pairs(const char *dir, int limit, pair_rec **out_pairs, int *out
     fclose(f);
     if (n == 0) return -1;
     /* unique image list (sorted), then pair -> image index */
-    for (int i = 0; i < n; i++) add_name(raw[i][0]), add_name(raw[i][1]);
+    for (int i = 0; i < n; i++) add_name(raw[i][0]), add_name(raw[i][1]); /* then sort, unique */
     qsort(g_names, g_n_names, sizeof g_names[0], cmp_str);
     int u = 0;
     for (int i = 0; i < g_n_names; i++)
@@ -190,30 +191,45 @@ static void five_points(const fp_face *f, int al, double p[5][2]) {
     for (int k = 0; centred && k < 5; k++) p[k][0] -= 0.5, p[k][1] -= 0.5;
 }
 
-/* Embedding of the crop and of its mirror (each L2-normalised) -> out[0] plain, out[1] flip-average. */
+/* Embeddings of the crop and of its mirror (each L2-normalised) -> out[0] plain, out[1] flip-average
+ * = normalise(e + e_mirror). With --tta the crop is also taken shifted by 1 px (112-crop units) left,
+ * right, up and down, and out[] average all the shifted views. */
+static int g_tta = 0;
+
 static fp_status embed_alignment(fp_session *s, const fp_image *img, const fp_face *face, int al, float out[2][EMB]) {
+    static const float shift[5][2] = {{0, 0}, {-1, 0}, {1, 0}, {0, -1}, {0, 1}};
+    const int views = g_tta ? 5 : 1;
     fp_face g = *face;
     if (al != AL_LIB) {
         double p[5][2];
         five_points(face, al, p);
         similarity(p, g.align);
     }
-    fp_image crop[2] = {{0}};
-    fp_status st = fp_face_aligned_crop(img, &g, &crop[0]);
-    if (!st) {
-        crop[1].width = crop[1].height = 112;
-        crop[1].rgb = malloc(112 * 112 * 3);
+    fp_image crop[10] = {{0}};
+    float e[10][EMB];
+    fp_status st = FP_OK;
+    for (int v = 0; v < views && !st; v++) {
+        fp_face h = g;
+        h.align[2] += shift[v][0], h.align[5] += shift[v][1];
+        if ((st = fp_face_aligned_crop(img, &h, &crop[2 * v]))) break;
+        fp_image *m = &crop[2 * v + 1];
+        m->width = m->height = 112;
+        m->rgb = malloc(112 * 112 * 3);
         for (int y = 0; y < 112; y++)
-            for (int x = 0; x < 112; x++) memcpy(crop[1].rgb + (y * 112 + x) * 3, crop[0].rgb + (y * 112 + 111 - x) * 3, 3);
-        st = fp_embed_aligned(s, crop, 2, 0, out);
+            for (int x = 0; x < 112; x++) memcpy(m->rgb + (y * 112 + x) * 3, crop[2 * v].rgb + (y * 112 + 111 - x) * 3, 3);
     }
-    if (!st) {
-        double n = 0;
-        for (int k = 0; k < EMB; k++) n += (double)(out[0][k] + out[1][k]) * (out[0][k] + out[1][k]);
-        for (int k = 0; k < EMB; k++) out[1][k] = (float)((out[0][k] + out[1][k]) / sqrt(n));
+    if (!st) st = fp_embed_aligned(s, crop, 2 * views, 0, e);
+    for (int f = 0; f < 2 && !st; f++) { /* f = 0: plain views only; f = 1: plain and mirrored */
+        double n = 0, acc[EMB] = {0};
+        for (int v = 0; v < 2 * views; v++)
+            for (int k = 0; k < EMB && (f || v % 2 == 0); k++) acc[k] += e[v][k];
+        for (int k = 0; k < EMB; k++) n += acc[k] * acc[k];
+        for (int k = 0; k < EMB; k++) out[f][k] = (float)(acc[k] / sqrt(n));
     }
-    free(crop[1].rgb);
-    fp_image_release(&crop[0]);
+    for (int v = 0; v < 2 * views; v++) {
+        if (v % 2) free(crop[v].rgb);
+        else fp_image_release(&crop[v]);
+    }
     return st;
 }
 
@@ -222,6 +238,8 @@ static fp_status embed_alignment(fp_session *s, const fp_image *img, const fp_fa
 /* ---------------------------------------------------------------------------------------------- */
 typedef struct {
     double mean, std, fold[SETS], thr[SETS], best_all, best_thr, auc, eer;
+    double dprime; /* (mean same - mean diff) / sqrt((var same + var diff) / 2), finite scores only */
+    int wrong;     /* pairs wrong at the cross-validated thresholds */
 } metrics;
 
 typedef struct {
@@ -266,9 +284,10 @@ static double fold_accuracy(const double *s, const pair_rec *p, int n, int k, do
     return m ? (double)ok / m : 0;
 }
 
-static void fold_summary(metrics *r) {
+static void fold_summary(metrics *r, int n) {
     r->mean = r->std = 0;
     for (int k = 0; k < SETS; k++) r->mean += r->fold[k] / SETS;
+    r->wrong = (int)lround((1 - r->mean) * n);
     for (int k = 0; k < SETS; k++) r->std += (r->fold[k] - r->mean) * (r->fold[k] - r->mean) / (SETS - 1);
     r->std = sqrt(r->std);
 }
@@ -277,7 +296,7 @@ static metrics evaluate(const double *s, const pair_rec *p, int n) {
     metrics r;
     memset(&r, 0, sizeof r);
     for (int k = 0; k < SETS; k++) r.fold[k] = fold_accuracy(s, p, n, k, &r.thr[k]);
-    fold_summary(&r);
+    fold_summary(&r, n);
     int *use = calloc(n, sizeof *use);
     for (int i = 0; i < n; i++) use[i] = 1;
     r.best_all = best_threshold(s, p, n, use, &r.best_thr);
@@ -297,6 +316,12 @@ static metrics evaluate(const double *s, const pair_rec *p, int n) {
         i = j;
     }
     r.auc = pos && neg ? auc / ((double)pos * neg) : 0;
+    double m[2][3] = {{0}}; /* count, sum, sum of squares of [different, same] */
+    for (int i = 0; i < n; i++)
+        if (isfinite(s[i])) m[p[i].same][0]++, m[p[i].same][1] += s[i], m[p[i].same][2] += s[i] * s[i];
+    double mu[2], var[2];
+    for (int c = 0; c < 2; c++) mu[c] = m[c][1] / m[c][0], var[c] = m[c][2] / m[c][0] - mu[c] * mu[c];
+    r.dprime = (mu[1] - mu[0]) / sqrt(0.5 * (var[0] + var[1]));
     /* EER: raise the threshold past each score; FRR rises, FAR falls; min of max(FRR, FAR) */
     int fr = 0, fa = neg;
     r.eer = 1;
@@ -357,7 +382,7 @@ static metrics evaluate_fused(const double *s1, const double *s2, const pair_rec
     metrics r = evaluate(g, p, n);
     memcpy(r.fold, fold, sizeof fold);
     memcpy(r.thr, thrs, sizeof thrs);
-    fold_summary(&r);
+    fold_summary(&r, n);
     free(g), free(use);
     return r;
 }
@@ -367,15 +392,15 @@ static metrics evaluate_fused(const double *s1, const double *s2, const pair_rec
 /* ---------------------------------------------------------------------------------------------- */
 static void usage(void) {
     fprintf(stderr, "usage: eval_lfw [--data DIR] [--no-flip] [--json] [--threads N] [--limit N] [--variant NAME|all]\n"
-                    "                [--detector short|auto|full|both] [--cache FILE] [--scores FILE]\n"
+                    "                [--detector short|auto|full|both] [--cache FILE] [--scores FILE] [--tta] [--exact-jpeg]\n"
                     "variants: lib iris iris-c corners corners-c contour contour-c, each optionally +faceres or\n"
                     "          +faceres* (tuned weight); faceres; all\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
-    const char *data = "../shared/data/lfw", *variant = "corners-c+faceres", *cache = NULL, *det = "auto", *scores_out = NULL;
-    int flip = 1, json = 0, threads = 1, limit = 0;
+    const char *data = "../shared/data/lfw", *variant = "lib", *cache = NULL, *det = "auto", *scores_out = NULL;
+    int flip = 1, json = 0, threads = 1, limit = 0, exact_jpeg = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -388,6 +413,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--detector") && more) det = argv[++i];
         else if (!strcmp(a, "--cache") && more) cache = argv[++i];
         else if (!strcmp(a, "--scores") && more) scores_out = argv[++i];
+        else if (!strcmp(a, "--tta")) g_tta = 1;
+        else if (!strcmp(a, "--exact-jpeg")) exact_jpeg = 1;
         else usage();
     }
     int full_range = !strcmp(det, "short") ? 0 : !strcmp(det, "full") ? 1 : !strcmp(det, "both") ? 2 : -1;
@@ -412,7 +439,8 @@ int main(int argc, char **argv) {
 
     /* cache: key = data dir, detector, limit; holds every alignment and the descriptor */
     char key[512];
-    snprintf(key, sizeof key, "eval_lfw v1 %s det=%d limit=%d n=%d", data, full_range, limit, n_img);
+    snprintf(key, sizeof key, "eval_lfw %zu %s det=%d limit=%d n=%d tta=%d%s", sizeof(image_rec), data, full_range, limit, n_img, g_tta,
+             exact_jpeg ? " exact" : "");
     int loaded = 0;
     FILE *cf = cache ? fopen(cache, "rb") : NULL;
     if (cf) {
@@ -421,7 +449,8 @@ int main(int argc, char **argv) {
             fread(im, sizeof *im, n_img, cf) == (size_t)n_img)
             loaded = 1;
         fclose(cf);
-        fprintf(stderr, loaded ? "loaded features from %s\n" : "cache %s does not match, recomputing\n", cache);
+        if (loaded) fprintf(stderr, "loaded features from %s\n", cache);
+        else fprintf(stderr, "cache %s does not match \"%s\", recomputing\n", cache, key);
     }
     int compute_all = (cache && !loaded) || all; /* a cache holds every variant */
     if (compute_all) need_desc = 1;
@@ -447,6 +476,8 @@ int main(int argc, char **argv) {
     ao.flip_embedding = flip;
     ao.attributes = need_desc;
     ao.passive_liveness = 0;
+    fp_image_limits lim = fp_image_limits_default();
+    lim.exact_jpeg = exact_jpeg;
     fp_timings tsum;
     memset(&tsum, 0, sizeof tsum);
     double t0 = now_s(), t_extra = 0, t_decode = 0;
@@ -456,7 +487,7 @@ int main(int argc, char **argv) {
         snprintf(path, sizeof path, "%s/images/%s", data, im[i].path);
         fp_image img = {0};
         double td = now_s();
-        st = fp_image_load(path, NULL, &img);
+        st = fp_image_load(path, &lim, &img);
         t_decode += now_s() - td;
         int nf = 0;
         fp_timings t;
@@ -519,7 +550,7 @@ int main(int argc, char **argv) {
                    "faceres %.1f, extra alignments %.1f); engine load %.2f s\n",
                    t_total, n_img, 1e3 * t_total / n_img, 1e3 * t_decode / n_img, tsum.detect / n_img, tsum.mesh / n_img, tsum.iris / n_img,
                    tsum.align / n_img, tsum.embed / n_img, tsum.attributes / n_img, 1e3 * t_extra / n_img, t_load);
-        printf("%-22s %6s %16s %9s %7s %7s %6s\n", "variant", "flip", "5-fold acc %", "best-all", "AUC", "EER %", "w");
+        printf("%-20s %4s %15s %6s %8s %7s %6s %6s %5s\n", "variant", "flip", "5-fold acc %", "wrong", "best-all", "AUC", "EER %", "d'", "w");
     }
     double *s1 = malloc(sizeof *s1 * n_pairs), *s2 = malloc(sizeof *s2 * n_pairs);
     for (int al = 0; al < AL_COUNT; al++)
@@ -548,12 +579,14 @@ int main(int argc, char **argv) {
                 char name[64];
                 snprintf(name, sizeof name, "%s%s", al_name[al], fr == 1 ? "+faceres" : fr == 2 ? "+faceres*" : "");
                 if (!json)
-                    printf("%-22s %6s %8.2f +- %4.2f %8.2f%% %7.4f %7.2f %6.2f\n", name, fl ? "on" : "off", 100 * m.mean,
-                           100 * m.std, 100 * m.best_all, m.auc, 100 * m.eer, w);
-                json_t *row = json_pack("{s:s,s:b,s:f,s:f,s:f,s:f,s:f,s:f}", "variant", name, "flip", fl, "accuracy", m.mean,
-                                        "std", m.std, "best_threshold_accuracy", m.best_all, "auc", m.auc, "eer", m.eer, "faceres_weight", w);
+                    printf("%-20s %4s %7.2f +- %4.2f %6d %7.2f%% %7.4f %6.2f %6.3f %5.2f\n", name, fl ? "on" : "off", 100 * m.mean,
+                           100 * m.std, m.wrong, 100 * m.best_all, m.auc, 100 * m.eer, m.dprime, w);
+                json_t *row = json_pack("{s:s,s:b,s:f,s:f,s:i,s:f,s:f,s:f,s:f,s:f}", "variant", name, "flip", fl, "accuracy", m.mean,
+                                        "std", m.std, "wrong", m.wrong, "dprime", m.dprime, "best_threshold_accuracy", m.best_all,
+                                        "auc", m.auc, "eer", m.eer, "faceres_weight", w);
                 json_t *folds = json_array(), *thr = json_array();
-                for (int k = 0; k < SETS; k++) json_array_append_new(folds, json_real(m.fold[k])), json_array_append_new(thr, json_real(m.thr[k]));
+                for (int k = 0; k < SETS; k++)
+                    json_array_append_new(folds, json_real(m.fold[k])), json_array_append_new(thr, json_real(m.thr[k]));
                 json_object_set_new(row, "folds", folds);
                 json_object_set_new(row, "thresholds", thr);
                 json_array_append_new(rows, row);
@@ -562,9 +595,10 @@ int main(int argc, char **argv) {
         pair_scores(im, pairs, n_pairs, 0, 0, 1, s1);
         metrics m = evaluate(s1, pairs, n_pairs);
         if (!json)
-            printf("%-22s %6s %8.2f +- %4.2f %8.2f%% %7.4f %7.2f\n", "faceres", "-", 100 * m.mean, 100 * m.std, 100 * m.best_all, m.auc,
-                   100 * m.eer);
-        json_array_append_new(rows, json_pack("{s:s,s:f,s:f,s:f,s:f,s:f}", "variant", "faceres", "accuracy", m.mean, "std", m.std,
+            printf("%-20s %4s %7.2f +- %4.2f %6d %7.2f%% %7.4f %6.2f %6.3f\n", "faceres", "-", 100 * m.mean, 100 * m.std, m.wrong,
+                   100 * m.best_all, m.auc, 100 * m.eer, m.dprime);
+        json_array_append_new(rows, json_pack("{s:s,s:f,s:f,s:i,s:f,s:f,s:f,s:f}", "variant", "faceres", "accuracy", m.mean, "std", m.std,
+                                              "wrong", m.wrong, "dprime", m.dprime,
                                               "best_threshold_accuracy", m.best_all, "auc", m.auc, "eer", m.eer));
     }
     if (json) {

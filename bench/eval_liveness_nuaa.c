@@ -61,7 +61,7 @@ static metrics evaluate(const sample *d, int n, int k) {
     int rej_bf = 0, acc_att = att, below_att = 0;
     m.eer = 1;
     double auc = 0;
-    for (int i = 0; i < n;) {
+    for (int i = 0; i < n && bf && att;) {
         int j = i, tb = 0, ta = 0;
         while (j < n && v[j].s == v[i].s) tb += v[j].live, ta += !v[j].live, j++;
         auc += tb * (below_att + 0.5 * ta);

@@ -77,7 +77,7 @@ static void draw_name(char *out, size_t n, const char *draw, int index, int tota
 }
 
 int cmd_analyze(int argc, char **argv) {
-    int json = 0, emb = 0, mesh = 0, far = -1;
+    int json = 0, emb = 0, mesh = 0, far = 2;
     const char *draw = NULL;
     char **files = calloc((size_t)argc, sizeof *files);
     int nf = 0;
@@ -89,15 +89,20 @@ int cmd_analyze(int argc, char **argv) {
         else if (!strcmp(argv[i], "--far")) far = 1;
         else if (!strcmp(argv[i], "--near")) far = 0;
         else if (!strcmp(argv[i], "--all-detectors")) far = 2;
+        else if (!strcmp(argv[i], "--auto")) far = -1;
+        else if (!strcmp(argv[i], "--tiles")) far = 3;
         else if (!strcmp(argv[i], "--draw") && i + 1 < argc) draw = argv[++i];
         else if (!strcmp(argv[i], "--score") && i + 1 < argc) ao.score_threshold = (float)atof(argv[++i]);
         else if (!strcmp(argv[i], "--max-faces") && i + 1 < argc) ao.max_faces = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-flip")) ao.flip_embedding = 0;
         else if (argv[i][0] == '-' && argv[i][1]) {
-            printf("usage: facepay analyze [--json] [--draw OUT.png] [--embedding] [--mesh] [--far|--near|--all-detectors]\n"
-                   "                       [--score S] [--max-faces N] [--no-flip] IMAGE...\n"
-                   "  --far            full-range detector (distant faces); default: short range, full range if nothing found\n"
-                   "  --all-detectors  run both detectors and merge (group photos with small faces)\n"
+            printf("usage: facepay analyze [--json] [--draw OUT.png] [--embedding] [--mesh]\n"
+                   "                       [--all-detectors|--near|--far|--auto|--tiles] [--score S] [--max-faces N]\n"
+                   "                       [--no-flip] IMAGE...\n"
+                   "  --all-detectors  (default) short- and full-range detectors, merged\n"
+                   "  --near / --far   short range only (faces within ~2 m) / full range only\n"
+                   "  --auto           short range, full range only when nothing was found (the payment path)\n"
+                   "  --tiles          both detectors on the image and on 2x2 overlapping tiles (small faces)\n"
                    "  --draw OUT.png   write the image with boxes, 68 landmarks, iris, 5 points and pose axes\n"
                    "                   (OUT-1.png, OUT-2.png ... for several images)\n");
             free(files);

@@ -260,8 +260,10 @@ typedef struct fp_face {
 
 typedef struct fp_analyze_options {
     int max_faces;          /* faces fully analysed (mesh, pose, ...), largest-central first; default 8 */
-    int full_range;         /* 1: full-range detector (distant faces); -1: auto (short range, then
-                               full range when nothing found); 0: short range only. Default -1 */
+    int full_range;         /* 0: short range only; 1: full range only (distant faces); 2: both,
+                               merged; 3: both on the whole image and on 2x2 overlapping tiles (group
+                               photos with small faces; about 3x slower); -1: auto (short range, full
+                               range when nothing was found). Default -1 */
     float score_threshold;  /* detector, default 0.5 */
     float iou_threshold;    /* weighted NMS, default 0.3 */
     int embedding;          /* compute MobileFaceNet embeddings, default 1 */
@@ -809,26 +811,30 @@ fp_status fp_identifier_decide(fp_identifier *id, fp_identify_result *out);
  * Idempotency: each charge and refund carries a key, unique per merchant (any operation). The same
  * key with the same request (SHA-256 over operation, terminal, amount, currency and customer, or
  * payment and amount for a refund) returns the stored result with `replayed` = 1 and writes
- * nothing; the same key with another request is FP_ERR_PAY_CONFLICT. A declined charge keeps its
- * key (a retry gets the same decline; use a new key for a new attempt). The biometric inputs are not
- * part of the request hash: a terminal retrying after a timeout may send a re-captured frame, and the
- * first decision stands.
+ * nothing; the same key with another request is FP_ERR_PAY_CONFLICT. A declined charge keeps
+ * its key (a retry gets the same decline; use a new key for a new attempt). The biometric inputs
+ * are not part of the request hash: a terminal retrying after a timeout may send a re-captured
+ * frame, and the first decision stands.
  *
  * Status codes of the payment calls, beyond the common ones. They are not members of enum
  * fp_status (whose list belongs to the core); compare them with ==, not in a switch (a case label
  * outside the enumeration warns under -Wswitch). fp_pay_strerror names them.                    */
-#define FP_ERR_PAY_CONFLICT ((fp_status)100)     /* idempotency key reused for another request (HTTP 409) */
-#define FP_ERR_PAY_UNAUTHORIZED ((fp_status)101) /* API key malformed, unknown, wrong or revoked (HTTP 401) */
-#define FP_ERR_PAY_RATE_LIMITED ((fp_status)102) /* the key's token bucket is empty (HTTP 429) */
-#define FP_ERR_PAY_STATE ((fp_status)103)        /* not allowed in the current state: over-refund, refund of
-                                                    a declined payment, step-up of a captured one, top-up of a
-                                                    closed wallet, ... (HTTP 409/422) */
+/* idempotency key reused for another request (HTTP 409) */
+#define FP_ERR_PAY_CONFLICT ((fp_status)100)
+/* API key malformed, unknown, wrong or revoked (HTTP 401) */
+#define FP_ERR_PAY_UNAUTHORIZED ((fp_status)101)
+/* the key's token bucket is empty (HTTP 429) */
+#define FP_ERR_PAY_RATE_LIMITED ((fp_status)102)
+/* not allowed in the current state: over-refund, refund of a declined payment, step-up of a
+ * captured one, top-up of a closed wallet, charge on a disabled terminal, ... (HTTP 409/422) */
+#define FP_ERR_PAY_STATE ((fp_status)103)
 
-/* fp_strerror plus the names of the FP_ERR_PAY_* codes. Never NULL. */
+/* fp_strerror plus the names of the FP_ERR_PAY_* codes. Never NULL. (fp_strerror itself says
+ * "unknown status" for them until the core's list takes them in.) */
 const char *fp_pay_strerror(fp_status status);
 
 #define FP_PAY_MAX_AMOUNT INT64_C(1000000000000000) /* 10^15 minor units per operation */
-#define FP_PAY_KEY_LEN 64      /* API key text: "fpk_" + 16 hex (key id) + "_" + 43 base64url chars */
+#define FP_PAY_KEY_LEN 64      /* API key: "fpk_" + 16 hex (key id) + "_" + 43 base64url chars */
 #define FP_PAY_KEY_ID_LEN 16   /* the public part that names a key (logs, revocation) */
 #define FP_PAY_IDEM_MAX 255    /* idempotency key: 1..255 printable ASCII bytes */
 #define FP_PAY_PIN_MIN 4       /* PIN: 4..12 ASCII digits */
@@ -841,28 +847,33 @@ typedef struct fp_pay fp_pay;
 
 typedef enum fp_pay_verdict {
     FP_PAY_ACCEPT = 0, /* pay now */
-    FP_PAY_STEPUP = 1, /* hold the money and ask for the PIN (or the phone number's last 4 digits) */
+    FP_PAY_STEPUP = 1, /* hold the money; ask for the PIN (or the phone number's last 4 digits) */
     FP_PAY_REFUSE = 2
 } fp_pay_verdict;
 
-typedef enum fp_pay_stepup { FP_STEPUP_NONE = 0, FP_STEPUP_PIN = 1, FP_STEPUP_PHONE4 = 2 } fp_pay_stepup;
+typedef enum fp_pay_stepup {
+    FP_STEPUP_NONE = 0,
+    FP_STEPUP_PIN = 1,
+    FP_STEPUP_PHONE4 = 2 /* the last 4 digits of the phone number */
+} fp_pay_stepup;
 
 /* Why: bits of fp_pay_decision.reasons (several may be set). */
 #define FP_PAY_WHY_AMOUNT (1u << 0)     /* step-up: amount above stepup_above */
 #define FP_PAY_WHY_MARGIN (1u << 1)     /* step-up: top-1/top-2 margin below min_margin (or NaN) */
 #define FP_PAY_WHY_LOOKALIKE (1u << 2)  /* step-up: the customer is in a look-alike pair */
-#define FP_PAY_WHY_LIVENESS (1u << 3)   /* step-up: no blink (require_blink) or liveness < min_liveness */
+#define FP_PAY_WHY_LIVENESS (1u << 3)   /* step-up: no blink (require_blink) or a liveness score
+                                           below min_liveness */
 #define FP_PAY_WHY_UNCERTAIN (1u << 4)  /* step-up: the identifier answered "uncertain" */
 #define FP_PAY_WHY_NO_MATCH (1u << 8)   /* refuse: no match, or no candidate user */
-#define FP_PAY_WHY_SCORE (1u << 9)      /* refuse: score below the identification threshold (or NaN) */
+#define FP_PAY_WHY_SCORE (1u << 9)      /* refuse: score below the identification threshold (NaN) */
 #define FP_PAY_WHY_FRAMES (1u << 10)    /* refuse: fewer usable frames than min_frames */
 #define FP_PAY_WHY_SPOOF (1u << 11)     /* refuse: liveness score below refuse_liveness */
 #define FP_PAY_WHY_LOCKED (1u << 12)    /* refuse: face payment locked after failed step-ups */
-#define FP_PAY_WHY_CUSTOMER (1u << 13)  /* refuse: no open wallet in this currency, or the user is not
-                                           active (store status locked/deleted) */
-#define FP_PAY_WHY_NO_STEPUP (1u << 14) /* refuse: a step-up is needed but the customer has no usable
-                                           method (no PIN; no phone digits, or amount above
-                                           phone_stepup_max) */
+#define FP_PAY_WHY_CUSTOMER (1u << 13)  /* refuse: no open wallet in this currency, or the user is
+                                           not active (store status locked/deleted) */
+#define FP_PAY_WHY_NO_STEPUP (1u << 14) /* refuse: a step-up is needed but the customer has no
+                                           usable method (no PIN; no phone digits, or the amount
+                                           is above phone_stepup_max) */
 
 /* The policy's knobs. Amounts are minor units of the payment's currency (one set of numbers for
  * every currency: deployments with currencies of very different unit value use one fp_pay per
@@ -991,8 +1002,10 @@ typedef struct fp_pay_customer {
 } fp_pay_customer;
 
 /* Makes an existing, active store user a payment customer (first call) and opens a wallet in
- * currency with the default limits; *account_id (may be NULL) receives it. A second wallet in the
- * same currency, or a deleted customer, gives FP_ERR_INVALID_ARG. */
+ * currency with the default limits; *account_id (may be NULL) receives it. An unknown store user is
+ * FP_ERR_NOT_FOUND; a user not active, a second wallet in the same currency, or a deleted customer
+ * FP_ERR_INVALID_ARG. The calls below give FP_ERR_NOT_FOUND for a user who is not a customer and
+ * FP_ERR_PAY_STATE for a deleted one. */
 fp_status fp_pay_customer_create(fp_pay *pay, const char *user_id, const char *currency,
                                  int64_t *account_id);
 /* Sets the step-up PIN (FP_PAY_PIN_MIN..MAX digits), stored as an argon2id hash (crypto_pwhash). */
@@ -1013,7 +1026,10 @@ fp_status fp_pay_customer_unlock(fp_pay *pay, const char *user_id);
  * never become a customer again. Deleting twice is FP_OK. */
 fp_status fp_pay_customer_delete(fp_pay *pay, const char *user_id);
 
-fp_status fp_pay_wallet(fp_pay *pay, const char *user_id, const char *currency, fp_pay_account *out);
+/* Accounts by owner (FP_ERR_NOT_FOUND when none: a merchant account opens at its first capture)
+ * or by id. */
+fp_status fp_pay_wallet(fp_pay *pay, const char *user_id, const char *currency,
+                        fp_pay_account *out);
 fp_status fp_pay_merchant_account(fp_pay *pay, const char *merchant_id, const char *currency,
                                   fp_pay_account *out);
 fp_status fp_pay_account_get(fp_pay *pay, int64_t account_id, fp_pay_account *out);
@@ -1084,7 +1100,8 @@ typedef struct fp_payment {
     int stepup_required;               /* state authorised: call fp_pay_stepup_verify */
     char decline[32];                  /* why declined: "refused", "insufficient_funds",
                                           "limit_per_payment", "limit_daily", "locked",
-                                          "stepup_expired", "cancelled", "customer_deleted"; else "" */
+                                          "stepup_expired", "cancelled", "customer_deleted";
+                                          else "" */
     int64_t evidence_seq;              /* evidence record of the charge decision */
     int64_t created_ms, updated_ms;
     int64_t expires_ms;                /* authorised: when the pending step-up expires */
@@ -1094,16 +1111,18 @@ typedef struct fp_payment {
 typedef struct fp_pay_charge_req {
     const char *merchant_id;
     const char *terminal_id;
-    const char *idempotency_key;          /* 1..FP_PAY_IDEM_MAX printable ASCII bytes */
-    int64_t amount;                       /* 1..FP_PAY_MAX_AMOUNT minor units */
-    const char *currency;                 /* "EUR" */
-    const char *user_id;                  /* customer; NULL: identify->user_id (must agree if both) */
-    const fp_identify_result *identify;   /* the decision inputs (required) */
-    const fp_quality *quality;            /* quality of the best frame, for the evidence (may be NULL) */
-    const char *models;                   /* model versions for the evidence (NULL: FP_EMBEDDER_ID) */
-    const char *challenge;                /* active liveness challenge shown, e.g. "blink" (NULL: "") */
-    const uint8_t *thumbnail_jpeg;        /* face thumbnail for the evidence (may be NULL) */
-    size_t thumbnail_len;                 /* <= FP_PAY_THUMB_MAX */
+    const char *idempotency_key;        /* 1..FP_PAY_IDEM_MAX printable ASCII bytes */
+    int64_t amount;                     /* 1..FP_PAY_MAX_AMOUNT minor units */
+    const char *currency;               /* "EUR" */
+    const char *user_id;                /* customer; NULL: identify->user_id (must agree if both) */
+    const fp_identify_result *identify; /* the decision inputs (required) */
+    const fp_quality *quality;          /* quality of the best frame, for the evidence (or NULL) */
+    const char *models;                 /* model versions for the evidence (NULL: FP_EMBEDDER_ID),
+                                           printable ASCII, <= 127 bytes */
+    const char *challenge;              /* active liveness challenge shown, e.g. "blink" (NULL: "");
+                                           printable ASCII, <= 31 bytes */
+    const uint8_t *thumbnail_jpeg;      /* face thumbnail for the evidence (may be NULL) */
+    size_t thumbnail_len;               /* <= FP_PAY_THUMB_MAX */
 } fp_pay_charge_req;
 
 /* Decides (fp_pay_decide with the stored customer state) and, in one transaction, records the
@@ -1163,7 +1182,13 @@ fp_status fp_pay_get(fp_pay *pay, int64_t payment_id, fp_payment *out);
  * included instead, so a GDPR erasure of the thumbnail keeps the chain valid). Each record also
  * stores mac = BLAKE2b-256 over the hash, keyed with a key derived from the template key: someone
  * who can write the file but has no key cannot re-hash an edited chain. Records are numbered
- * seq = 1, 2, 3, ... without gaps; a head row keeps the last seq and hash (tail truncation). */
+ * seq = 1, 2, 3, ... without gaps; a head row keeps the last seq and hash (tail truncation).
+ * Records are append-only (triggers); only a thumbnail may be erased (set to NULL). The chain
+ * proves nothing against someone holding the template key who rewrites everything after an edit:
+ * export the last record's hash now and then to anchor it outside the DB.
+ * A "stepup" record has challenge = the method ("pin", "phone4"), models = the verifier
+ * ("argon2id", "blake2b-keyed"), decision "accept" (right) or "refuse" (wrong, expired, locked),
+ * and no scores (NaN), frames or thumbnail. */
 typedef struct fp_pay_evidence {
     int64_t seq;
     int64_t time_ms;
@@ -1190,8 +1215,9 @@ typedef struct fp_pay_evidence {
 } fp_pay_evidence;
 
 fp_status fp_pay_evidence_get(fp_store *store, int64_t seq, fp_pay_evidence *out);
-/* Decrypts a record's thumbnail (XChaCha20-Poly1305 under the template key, bound to the record) into
- * a malloc'ed buffer (free() it). FP_ERR_NOT_FOUND when it has none; FP_ERR_FORMAT when tampered. */
+/* Decrypts a record's thumbnail (XChaCha20-Poly1305 under the template key, bound to the record)
+ * into a malloc'ed buffer (free() it). FP_ERR_NOT_FOUND when it has none (never given, or erased);
+ * FP_ERR_FORMAT when it fails authentication (tampered or moved). */
 fp_status fp_pay_evidence_thumbnail(fp_store *store, int64_t seq, uint8_t **jpeg, size_t *len);
 
 typedef enum fp_audit_problem {
@@ -1227,6 +1253,116 @@ typedef struct fp_ledger_report {
  * equals the authorised payments; each payment's captured/refunded equal its postings. FP_OK
  * whenever the check ran (read out->ok). */
 fp_status fp_ledger_check(fp_store *store, fp_ledger_report *out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Presentation attack detection (src/pad/)                                                    */
+/* ------------------------------------------------------------------------------------------ */
+/* A passive (single-frame) presentation-attack detector trained here, on the operator's own live and
+ * attack captures, because the downloadable passive models are near chance on printed photos.
+ * Features are measured once per analysed face (fp_pad_features: colour-texture histograms and
+ * friends, chosen by a recipe), a linear or small neural learner is fitted on the feature matrix
+ * (fp_pad_train), and the model file carries everything scoring needs: the recipe, the feature
+ * normalisation, the weights and the operating threshold.
+ *
+ * Scores are liveness scores in 0..1, higher = more live; a presentation is accepted as bona fide when
+ * score >= fp_pad_model_threshold(). Training is cross-validated *by subject* (no subject is ever
+ * scored by a model that saw it) and the threshold is the one that meets the target BPCER on those
+ * out-of-fold scores, so the reported APCER/BPCER are what a new customer should see, not a fit to the
+ * training photos. Everything is deterministic for a given seed (same seed, byte-identical file).
+ * A loaded model is immutable and may be shared by threads. */
+typedef struct fp_pad_model fp_pad_model;
+
+/* Feature recipe: blocks concatenated in bit order (src/pad/features.c documents each). */
+#define FP_PAD_FEAT_LBP_FACE    0x01u /* LBP(8,1) u2 histograms of Y,Cb,Cr,H,S,V, aligned 112x112 crop */
+#define FP_PAD_FEAT_LBP_CONTEXT 0x02u /* the same over a 2x face-box crop (print border, hands), 128x128 */
+#define FP_PAD_FEAT_LBP_NATIVE  0x04u /* the same over 96x96 source pixels at the face centre (no resize) */
+#define FP_PAD_FEAT_LBP_R2      0x08u /* adds LBP(8,2) to every LBP block selected */
+#define FP_PAD_FEAT_COLOUR      0x10u /* mean, std, skewness of the six channels (aligned crop) */
+#define FP_PAD_FEAT_SPECTRUM    0x20u /* radial log power spectrum of the luma (blur, halftone, moire) */
+#define FP_PAD_FEAT_DESCRIPTOR  0x40u /* faceres 1024-d descriptor (needs fp_face.has_descriptor) */
+#define FP_PAD_FEAT_ALL         0x7fu
+#define FP_PAD_FEAT_DEFAULT     (FP_PAD_FEAT_LBP_FACE | FP_PAD_FEAT_LBP_CONTEXT)
+
+/* Floats per face of a recipe; 0 for an invalid recipe. */
+int fp_pad_feature_dim(uint32_t recipe);
+
+/* Features of one analysed face of img (its box and alignment; the descriptor if the recipe asks for
+ * it) into out[fp_pad_feature_dim(recipe)]. About 1-3 ms per face. */
+fp_status fp_pad_features(uint32_t recipe, const fp_image *img, const fp_face *face, float *out);
+
+typedef enum fp_pad_learner {
+    FP_PAD_LOGISTIC = 0,   /* L2 logistic regression (Newton): the default */
+    FP_PAD_LINEAR_SVM = 1, /* L2 squared-hinge linear SVM (dual coordinate descent) */
+    FP_PAD_MLP = 2         /* one tanh hidden layer, Adam */
+} fp_pad_learner;
+
+/* The training set: one row per capture, features already extracted. */
+typedef struct fp_pad_dataset {
+    uint32_t recipe;          /* the recipe the features were extracted with */
+    int dim;                  /* = fp_pad_feature_dim(recipe) */
+    int64_t n;                /* rows */
+    const float *features;    /* [n][dim] */
+    const uint8_t *acquired;  /* [n] 0 = no face found (failure to acquire): never fitted, a NaN
+                                 score in every report (a rejected attempt). NULL: all acquired */
+    const int *label;         /* [n] -1 bona fide (live), else the attack species 0..n_types-1 */
+    int n_types;              /* attack species (1 for NUAA's print_attack) */
+    const int *subject;       /* [n] person id: cross-validation never splits a subject */
+} fp_pad_dataset;
+
+typedef struct fp_pad_train_options {
+    int seed;                 /* every random choice (folds, initialisation, order); default 1 */
+    int folds;                /* subject-disjoint folds, >= 2 (lowered to the number of subjects); 5 */
+    double target_bpcer;      /* operating threshold: BPCER on the out-of-fold scores <= this; 0.05 */
+    int learner;              /* fp_pad_learner; FP_PAD_LOGISTIC */
+    double l2;                /* L2 penalty on standardised features; default 1e-2 */
+    int hidden;               /* MLP hidden units (32) */
+    int epochs;               /* MLP epochs / SVM passes (100) */
+} fp_pad_train_options;
+
+fp_pad_train_options fp_pad_train_options_default(void);
+
+/* What cross-validation measured. Rates follow fp_eval_pad (the reports are fp_pad_report). */
+typedef struct fp_pad_cv_report {
+    int n_folds;
+    double threshold;              /* chosen on the pooled out-of-fold scores for target_bpcer */
+    struct fp_pad_report *pooled;  /* all out-of-fold scores at `threshold` */
+    struct fp_pad_report *fold;    /* [n_folds] each held-out fold at the same threshold (a fold
+                                      without bona fide or attack rows is zeroed, n_types 0) */
+    int *fold_of;                  /* [n] fold that scored row i */
+    float *score;                  /* [n] out-of-fold score, NaN = failure to acquire */
+    int64_t n_bona_fide, n_attack; /* rows, failures included */
+    int64_t fta_bona_fide, fta_attack;
+} fp_pad_cv_report;
+
+/* Cross-validates by subject, picks the threshold, then fits the final model on every acquired row.
+ * cv may be NULL. Needs both bona fide and attack rows, from at least 2 subjects; otherwise
+ * FP_ERR_INVALID_ARG with the reason. */
+fp_status fp_pad_train(const fp_pad_dataset *data, const fp_pad_train_options *opts, fp_pad_model **out,
+                       fp_pad_cv_report *cv);
+void fp_pad_cv_report_free(fp_pad_cv_report *r);
+
+/* Model file: magic, version, recipe, learner, normalisation, weights, threshold, CRC-32. A truncated,
+ * corrupt or foreign file, or one of another version, is FP_ERR_FORMAT naming the problem. */
+fp_status fp_pad_model_load(const char *path, fp_pad_model **out);
+fp_status fp_pad_model_save(const fp_pad_model *m, const char *path);
+void fp_pad_model_free(fp_pad_model *m);
+
+typedef struct fp_pad_model_info {
+    uint32_t recipe;
+    int dim, learner, hidden;
+    float threshold, target_bpcer;
+    int seed, folds;
+    int64_t n_bona_fide, n_attack;   /* training rows */
+    float cv_eer, cv_apcer;          /* out-of-fold EER and APCER at the threshold */
+} fp_pad_model_info;
+
+fp_status fp_pad_model_get_info(const fp_pad_model *m, fp_pad_model_info *out);
+float fp_pad_model_threshold(const fp_pad_model *m); /* NaN for NULL */
+
+/* Liveness score 0..1 of one analysed face of img (higher = live; compare with the threshold). */
+fp_status fp_pad_score(const fp_pad_model *m, const fp_image *img, const fp_face *face, float *score);
+/* The same from features already extracted with the model's recipe (dim = fp_pad_feature_dim). */
+fp_status fp_pad_score_features(const fp_pad_model *m, const float *features, int dim, float *score);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Evaluation metrics (src/eval/)                                                              */

@@ -144,3 +144,15 @@ double fp_candidate_priority(const fp_detection *d, int img_w, int img_h) {
     if (off > 1) off = 1;
     return fmax(w, h) * (1.0 - 0.5 * off);
 }
+
+int fp_hard_nms(fp_detection *d, int n, double iou_threshold) {
+    qsort(d, (size_t)n, sizeof *d, by_score_desc);
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        int keep = 1;
+        for (int j = 0; j < m && keep; j++)
+            if (fp_detection_iou(&d[j], &d[i]) > iou_threshold) keep = 0;
+        if (keep) d[m++] = d[i];
+    }
+    return m;
+}

@@ -38,6 +38,11 @@ double fp_detection_iou(const fp_detection *a, const fp_detection *b);
 /* MediaPipe weighted NMS in place; returns the number kept (sorted by score). */
 int fp_weighted_nms(fp_detection *d, int n, double iou_threshold);
 
+/* Greedy NMS in place keeping the best-scoring box of each overlapping group unchanged: used to
+ * merge the outputs of several detector runs (averaging a short-range box into a full-range box of
+ * the same face can shift it off the face). Returns the number kept. */
+int fp_hard_nms(fp_detection *d, int n, double iou_threshold);
+
 /* Payment-candidate priority: box size discounted by up to 50 % for distance from the image centre,
  * so a large central customer beats a bystander at the edge. Higher is better. */
 double fp_candidate_priority(const fp_detection *d, int img_w, int img_h);

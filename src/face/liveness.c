@@ -1,24 +1,17 @@
 /*
- * liveness.c - the single-frame liveness score: one number per frame from the passive anti-spoof
- * models. Both downloaded models are close to chance on print attacks (reference: EER 51 % antispoof,
- * 39 % liveness on NUAA), so this score alone must never admit a payment: the decision layer pairs it
- * with active challenges over frames (blink, head turn) and, once trained, the operator's detector.
+ * liveness.c - the single-frame liveness score: one number per frame from the passive models that
+ * help, by measurement. On the NUAA print-attack train split (1,164 images, bench/eval_liveness_nuaa):
+ *   liveness (leokwu/livenessnet)  EER 31.4 %, AUC 0.73  -> used;
+ *   antispoof (Kaggle fake-face)   EER 81.8 %, AUC 0.09: it ranks prints as *more* real than live
+ *                                  faces, so averaging it in made the score worse (EER 40 %) -> reported,
+ *                                  not used. We do not flip it: that would be tuning on the test set.
+ * Neither is fit to admit a payment on its own: the decision pairs this score with the active
+ * challenge over frames (blinks, head turn, 3-D parallax) and, when configured, the trained detector.
  *
- * score = mean of the available passive scores (antispoof "real", liveness "live"), each in 0..1;
- *         0.5 ("unknown") when no passive model ran.
+ * score = the liveness model's "live" probability; 0.5 ("unknown") when it did not run.
  */
 #include "face/face.h"
 
 void fp_liveness_combine(fp_liveness_cues *c) {
-    double sum = 0;
-    int n = 0;
-    if (c->antispoof >= 0) {
-        sum += c->antispoof;
-        n++;
-    }
-    if (c->liveness_model >= 0) {
-        sum += c->liveness_model;
-        n++;
-    }
-    c->score = n ? (float)(sum / n) : 0.5f;
+    c->score = c->liveness_model >= 0 ? c->liveness_model : 0.5f;
 }

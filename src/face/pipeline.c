@@ -537,14 +537,38 @@ fp_status fp_analyze(fp_session *s, const fp_image *img, const fp_analyze_option
     int n = 0;
     fp_status st = FP_OK;
     int has_full = s->runners[FP_M_DET_FULL] != NULL;
-    if (o.full_range == 1 && !has_full) return fp_fail(FP_ERR_INVALID_ARG, "full-range detection requested but the engine did not load it");
-    if (o.full_range != 1) st = run_detector(s, img, 0, o.score_threshold, o.iou_threshold, &n);
-    if (!st && has_full && (o.full_range == 1 || o.full_range == 2 || (o.full_range == -1 && n == 0))) {
-        int before = n;
-        st = run_detector(s, img, 1, o.score_threshold > 0.6f ? o.score_threshold : 0.6f, o.iou_threshold, &n);
-        /* both detectors ran: the same face found twice is merged by NMS in pixel space */
-        if (!st && before > 0 && n > before) n = fp_weighted_nms(s->dets, n, o.iou_threshold);
+    float full_score = o.score_threshold > 0.6f ? o.score_threshold : 0.6f;
+    if (o.full_range >= 1 && !has_full) return fp_fail(FP_ERR_INVALID_ARG, "full-range detection requested but the engine did not load it");
+    int runs = 0;
+    if (o.full_range != 1) st = run_detector(s, img, 0, o.score_threshold, o.iou_threshold, &n), runs++;
+    if (!st && has_full && (o.full_range >= 1 || (o.full_range == -1 && n == 0)))
+        st = run_detector(s, img, 1, full_score, o.iou_threshold, &n), runs++;
+    if (!st && o.full_range == 3 && img->width >= 32 && img->height >= 32) {
+        /* tiles: 2x2 overlapping crops of 0.6 W x 0.6 H, both detectors, so faces too small for the
+         * whole-image letterbox become large enough (group photos, distant customers) */
+        int tw = (int)(img->width * 0.6), th = (int)(img->height * 0.6);
+        fp_image tile;
+        if ((st = fp_image_new(tw, th, &tile))) return st;
+        for (int ty = 0; ty < 2 && !st; ty++)
+            for (int tx = 0; tx < 2 && !st; tx++) {
+                int x0 = tx ? img->width - tw : 0, y0 = ty ? img->height - th : 0;
+                for (int y = 0; y < th; y++)
+                    memcpy(tile.rgb + (size_t)y * tw * 3, img->rgb + ((size_t)(y0 + y) * img->width + x0) * 3, (size_t)tw * 3);
+                for (int full = 0; full < 2 && !st; full++) {
+                    int before = n;
+                    st = run_detector(s, &tile, full, full ? full_score : o.score_threshold, o.iou_threshold, &n);
+                    runs++;
+                    for (int i = before; i < n; i++) {
+                        fp_detection *d = &s->dets[i];
+                        d->x0 += x0, d->x1 += x0, d->y0 += y0, d->y1 += y0;
+                        for (int k = 0; k < 6; k++) d->kps[k][0] += x0, d->kps[k][1] += y0;
+                    }
+                }
+            }
+        fp_image_release(&tile);
     }
+    /* several runs: the same face found twice keeps its best box (hard NMS, no averaging across runs) */
+    if (!st && runs > 1) n = fp_hard_nms(s->dets, n, o.iou_threshold);
     if (st) return st;
     sort_candidates(s->dets, n, img);
     t.detect = now_ms() - t0;
