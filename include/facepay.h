@@ -41,7 +41,12 @@ typedef enum fp_status {
     FP_ERR_TOO_LARGE = 7,   /* input beyond a configured limit (pixels, bytes, batch) */
     FP_ERR_SHAPE = 8,       /* tensor shapes do not fit together */
     FP_ERR_NOT_FOUND = 9,   /* a named thing (model, tensor, user) does not exist */
-    FP_ERR_INTERNAL = 10    /* a bug: please report with fp_last_error() */
+    FP_ERR_INTERNAL = 10,   /* a bug: please report with fp_last_error() */
+    /* payments (src/pay/) */
+    FP_ERR_PAY_CONFLICT = 100,     /* same idempotency key, different request (HTTP 409) */
+    FP_ERR_PAY_UNAUTHORIZED = 101, /* unknown, revoked or wrong API key (HTTP 401) */
+    FP_ERR_PAY_RATE_LIMITED = 102, /* API key over its rate limit (HTTP 429) */
+    FP_ERR_PAY_STATE = 103         /* operation not allowed in the payment's state (HTTP 409) */
 } fp_status;
 
 /* Short, stable name of a status ("format error", ...). Never NULL. */
@@ -820,14 +825,10 @@ fp_status fp_identifier_decide(fp_identifier *id, fp_identify_result *out);
  * fp_status (whose list belongs to the core); compare them with ==, not in a switch (a case label
  * outside the enumeration warns under -Wswitch). fp_pay_strerror names them.                    */
 /* idempotency key reused for another request (HTTP 409) */
-#define FP_ERR_PAY_CONFLICT ((fp_status)100)
 /* API key malformed, unknown, wrong or revoked (HTTP 401) */
-#define FP_ERR_PAY_UNAUTHORIZED ((fp_status)101)
 /* the key's token bucket is empty (HTTP 429) */
-#define FP_ERR_PAY_RATE_LIMITED ((fp_status)102)
 /* not allowed in the current state: over-refund, refund of a declined payment, step-up of a
  * captured one, top-up of a closed wallet, charge on a disabled terminal, ... (HTTP 409/422) */
-#define FP_ERR_PAY_STATE ((fp_status)103)
 
 /* fp_strerror plus the names of the FP_ERR_PAY_* codes. Never NULL. (fp_strerror itself says
  * "unknown status" for them until the core's list takes them in.) */

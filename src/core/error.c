@@ -22,6 +22,10 @@ const char *fp_strerror(fp_status status) {
     case FP_ERR_SHAPE: return "shape mismatch";
     case FP_ERR_NOT_FOUND: return "not found";
     case FP_ERR_INTERNAL: return "internal error";
+    case FP_ERR_PAY_CONFLICT: return "idempotency conflict";
+    case FP_ERR_PAY_UNAUTHORIZED: return "unauthorized";
+    case FP_ERR_PAY_RATE_LIMITED: return "rate limited";
+    case FP_ERR_PAY_STATE: return "invalid payment state";
     }
     return "unknown status";
 }
