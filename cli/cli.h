@@ -15,7 +15,9 @@ int cmd_enroll(int argc, char **argv);
 int cmd_identify(int argc, char **argv);
 int cmd_user(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 int cmd_liveness(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 /* Prints "facepay: <what>: <status>: <detail>" to stderr and returns 1. */
 int cli_error(const char *what, fp_status st);

@@ -24,7 +24,9 @@ static const struct {
     {"identify", cmd_identify, "identify the person in photos/video frames (1:N, voting, blink)"},
     {"user", cmd_user, "list users or delete one (templates erased)"},
     {"liveness", cmd_liveness, "active liveness: a challenge (blink, turn) checked over video frames"},
+    {"audit", cmd_audit, "verify the hash-chained evidence records and the ledger"},
     {"eval", cmd_eval, "accuracy: verify (LFW protocol, ROC/DET), identify (1:N), calibrate, liveness"},
+    {"train", cmd_train, "train the passive liveness (presentation-attack) detector on your own captures"},
     {"bench", cmd_bench, "per-model latency: median of N runs, batch 1/20, 1 and 2 threads"},
 };
 
