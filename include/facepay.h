@@ -639,8 +639,9 @@ typedef struct fp_search_result {
 
 /* Searches n (1..FP_MAX_BATCH, else FP_ERR_TOO_LARGE) queries[n][dim] (normalised here) in one
  * pass over the gallery: each gallery block is loaded once and scored against all n queries.
- * k: 1..FP_GALLERY_MAX_K; threads >= 1: up to that many OpenMP threads, one per 65,536 rows at
- * most (row ranges, top-k merged). out[n]. An empty gallery is not an error: every out[i].n is 0. */
+ * k: 1..FP_GALLERY_MAX_K; threads >= 1: up to that many OpenMP threads over row ranges (top-k
+ * merged), at most one per 65,536 rows x queries. out[n]. An empty gallery is not an error: every
+ * out[i].n is 0. */
 fp_status fp_gallery_search(const fp_gallery *g, const float *queries, int n, int dim, int k,
                             int threads, fp_search_result *out);
 
@@ -1273,16 +1274,28 @@ fp_status fp_ledger_check(fp_store *store, fp_ledger_report *out);
  * A loaded model is immutable and may be shared by threads. */
 typedef struct fp_pad_model fp_pad_model;
 
-/* Feature recipe: blocks concatenated in bit order (src/pad/features.c documents each). */
-#define FP_PAD_FEAT_LBP_FACE    0x01u /* LBP(8,1) u2 histograms of Y,Cb,Cr,H,S,V, aligned 112x112 crop */
-#define FP_PAD_FEAT_LBP_CONTEXT 0x02u /* the same over a 2x face-box crop (print border, hands), 128x128 */
-#define FP_PAD_FEAT_LBP_NATIVE  0x04u /* the same over 96x96 source pixels at the face centre (no resize) */
-#define FP_PAD_FEAT_LBP_R2      0x08u /* adds LBP(8,2) to every LBP block selected */
-#define FP_PAD_FEAT_COLOUR      0x10u /* mean, std, skewness of the six channels (aligned crop) */
-#define FP_PAD_FEAT_SPECTRUM    0x20u /* radial log power spectrum of the luma (blur, halftone, moire) */
-#define FP_PAD_FEAT_DESCRIPTOR  0x40u /* faceres 1024-d descriptor (needs fp_face.has_descriptor) */
-#define FP_PAD_FEAT_ALL         0x7fu
-#define FP_PAD_FEAT_DEFAULT     (FP_PAD_FEAT_LBP_FACE | FP_PAD_FEAT_LBP_CONTEXT)
+/* Feature recipe: blocks (concatenated in this order) and the colour channels the LBP blocks use;
+ * src/pad/features.c documents each. An LBP block needs at least one channel bit. */
+#define FP_PAD_FEAT_LBP_FACE    0x0001u /* LBP(8,1) u2 histograms over the aligned 112x112 crop */
+#define FP_PAD_FEAT_LBP_CONTEXT 0x0002u /* the same over a 2x face-box crop (print border, hands), 128x128 */
+#define FP_PAD_FEAT_LBP_NATIVE  0x0004u /* the same over 96x96 source pixels at the face centre (no resize) */
+#define FP_PAD_FEAT_LBP_R2      0x0008u /* adds LBP(8,2) to every LBP histogram selected */
+#define FP_PAD_FEAT_COLOUR      0x0010u /* mean, std, skewness of Y,Cb,Cr,H,S,V (aligned crop) */
+#define FP_PAD_FEAT_SPECTRUM    0x0020u /* radial log power spectrum of the luma (blur, halftone, moire) */
+#define FP_PAD_FEAT_DESCRIPTOR  0x0040u /* faceres 1024-d descriptor (needs fp_face.has_descriptor) */
+#define FP_PAD_FEAT_CH_Y        0x0100u /* LBP channels: JPEG YCbCr ... */
+#define FP_PAD_FEAT_CH_CB       0x0200u
+#define FP_PAD_FEAT_CH_CR       0x0400u
+#define FP_PAD_FEAT_CH_H        0x0800u /* ... and 8-bit HSV */
+#define FP_PAD_FEAT_CH_S        0x1000u
+#define FP_PAD_FEAT_CH_V        0x2000u
+#define FP_PAD_FEAT_CH_ALL      0x3f00u
+#define FP_PAD_FEAT_ALL         0x3f7fu
+/* Saturation texture of the aligned crop and of the native-resolution patch, plus the colour
+ * moments: 136 floats, chosen on NUAA (see src/pad/features.c) because it meets the targets
+ * under subject-disjoint cross-validation and, unlike the six-channel texture, survives a change of
+ * capture session (illumination). */
+#define FP_PAD_FEAT_DEFAULT (FP_PAD_FEAT_LBP_FACE | FP_PAD_FEAT_LBP_NATIVE | FP_PAD_FEAT_COLOUR | FP_PAD_FEAT_CH_S)
 
 /* Floats per face of a recipe; 0 for an invalid recipe. */
 int fp_pad_feature_dim(uint32_t recipe);
@@ -1315,7 +1328,7 @@ typedef struct fp_pad_train_options {
     int folds;                /* subject-disjoint folds, >= 2 (lowered to the number of subjects); 5 */
     double target_bpcer;      /* operating threshold: BPCER on the out-of-fold scores <= this; 0.05 */
     int learner;              /* fp_pad_learner; FP_PAD_LOGISTIC */
-    double l2;                /* L2 penalty on standardised features; default 1e-2 */
+    double l2;                /* L2 penalty on standardised features; default 0.1 */
     int hidden;               /* MLP hidden units (32) */
     int epochs;               /* MLP epochs / SVM passes (100) */
 } fp_pad_train_options;

@@ -303,7 +303,8 @@ static void test_scalar_vs_avx2(void **state) {
 
 static void test_threads_equal(void **state) {
     (void)state;
-    enum { N = 40005, NQ = 5 }; /* large enough to really split over threads */
+    /* enough rows x queries for 4 threads (FPG_ROWS_PER_THREAD each), and a partial block */
+    enum { N = FPG_ROWS_PER_THREAD / 2 + 13, NQ = 8 };
     float *rows = rand_units(N, DIM);
     float *qs = rand_units(NQ, DIM);
     fp_gallery *g = make_gallery(rows, N, FP_GALLERY_FP16);
@@ -360,6 +361,54 @@ static void test_scores_vs_naive(void **state) {
     fp_gallery_free(g);
     free(rows);
     free(qs);
+}
+
+static void test_odd_dims(void **state) {
+    (void)state;
+    /* dims that exercise every remainder loop (not multiples of 4 or 8), and the largest */
+    const int dims[] = {1, 3, 37, 193, 4096};
+    enum { N = 77, NQ = 7 };
+    for (int di = 0; di < 5; di++) {
+        const int dim = dims[di];
+        float *rows = rand_units(N, dim), *qs = rand_units(NQ, dim);
+        float *out = malloc((size_t)NQ * N * sizeof *out);
+        assert_non_null(out);
+        for (int fi = 0; fi < 2; fi++) {
+            fp_gallery *g = NULL;
+            assert_int_equal(fp_gallery_new(dim, fi ? FP_GALLERY_INT8 : FP_GALLERY_FP16, &g), FP_OK);
+            char id[32];
+            for (int i = 0; i < N; i++) {
+                uid(id, i);
+                assert_int_equal(fp_gallery_add(g, id, rows + (size_t)i * dim, dim), FP_OK);
+            }
+            for (int set = 0; set < n_sets(); set++) {
+                use_set(set);
+                assert_int_equal(fp_gallery_scores(g, qs, NQ, dim, N, out, 1), FP_OK);
+                fp_search_result res[NQ];
+                assert_int_equal(fp_gallery_search(g, qs, NQ, dim, 3, 1, res), FP_OK);
+                for (int qi = 0; qi < NQ; qi++) {
+                    double best = -2.0;
+                    for (int r = 0; r < N; r++) {
+                        double sd = 0.0;
+                        for (int d = 0; d < dim; d++)
+                            sd += (double)qs[(size_t)qi * dim + d] * rows[(size_t)r * dim + d];
+                        /* int8 error grows with the spread of the row's elements (dim 1: exact) */
+                        assert_float_equal(out[(size_t)qi * N + r], sd, fi ? 1e-2 : 2e-3);
+                        best = fmax(best, sd);
+                    }
+                    assert_int_equal(res[qi].n, 3);
+                    assert_float_equal(res[qi].top[0].score, best, fi ? 1e-2 : 2e-3);
+                    assert_memory_equal(&res[qi].top[0].score,
+                                        &out[(size_t)qi * N + res[qi].top[0].row], sizeof(float));
+                }
+            }
+            restore_set();
+            fp_gallery_free(g);
+        }
+        free(out);
+        free(rows);
+        free(qs);
+    }
 }
 
 static void test_add_replace_remove(void **state) {
@@ -664,9 +713,10 @@ static void test_bad_inputs(void **state) {
 }
 
 /* Two searchers race a writer. Stable users never change; "churn" users are re-enrolled over and
- * over with the same template, so every search for them must still find them (the replace
- * protocol never hides a user); "temp" users come and go. */
-enum { C_STABLE = 600, C_CHURN = 40, C_TEMP = 200 };
+ * over with the same template (sometimes with a second template appended in between), so every
+ * search for them must still find them (the replace protocol never hides a user); "temp" users
+ * come and go; the searchers compact the gallery now and then. */
+enum { C_STABLE = 600, C_CHURN = 40, C_TEMP = 200, C_ROUNDS = 12000 };
 typedef struct race {
     fp_gallery *g;
     float *stable, *churn, *temp;
@@ -679,11 +729,14 @@ static void *race_writer(void *arg) {
     race *r = arg;
     char id[32];
     const struct timespec pause = {0, 20000}; /* spread the writes over the readers' run */
-    for (int it = 0; it < 12000; it++) {
+    for (int it = 0; it < C_ROUNDS; it++) {
         if (it % 4 == 0) nanosleep(&pause, NULL);
         int c = it % C_CHURN;
         snprintf(id, sizeof id, "churn%d", c);
         if (fp_gallery_add(r->g, id, r->churn + (size_t)c * DIM, DIM) != FP_OK) atomic_fetch_add(&r->failures, 1);
+        if (it % 7 == 0) /* a second template for a churn user (dropped by its next add) */
+            if (fp_gallery_append(r->g, id, r->temp + (size_t)(it % C_TEMP) * DIM, DIM) != FP_OK)
+                atomic_fetch_add(&r->failures, 1);
         int t = (it * 7) % C_TEMP;
         snprintf(id, sizeof id, "temp%d", t);
         if ((it / C_TEMP) % 2 == 0) {
@@ -726,6 +779,14 @@ static void *race_reader(void *arg) {
                 if (!(res[q].top[i].score <= 1.01f && res[q].top[i].score >= -1.01f) ||
                     !res[q].top[i].user_id[0] || (i && res[q].top[i].score > res[q].top[i - 1].score))
                     atomic_fetch_add(&r->failures, 1);
+        if (n % 300 == 299) { /* compaction is a reader of g (and waits for its writer) */
+            fp_gallery *h = NULL;
+            if (fp_gallery_compact(r->g, &h) != FP_OK ||
+                fp_gallery_search(h, qs, 1, DIM, 1, 1, res) != FP_OK || res[0].n != 1 ||
+                res[0].top[0].score < 0.99f || fp_gallery_rows(h) > fp_gallery_rows(r->g))
+                atomic_fetch_add(&r->failures, 1);
+            fp_gallery_free(h);
+        }
         n++;
     }
     atomic_fetch_add(&r->searches, n);
@@ -758,10 +819,10 @@ static void test_concurrent_enrol_search(void **state) {
     pthread_join(w, NULL);
     pthread_join(rd[0], NULL);
     pthread_join(rd[1], NULL);
-    fprintf(stderr, "  %ld searches during %d writer operations, %lld rows (tombstones incl.)\n",
-            atomic_load(&r.searches), 2 * 12000, (long long)fp_gallery_rows(r.g));
+    fprintf(stderr, "  %ld searches while the writer ran %d rounds, %lld rows (tombstones incl.)\n",
+            atomic_load(&r.searches), C_ROUNDS, (long long)fp_gallery_rows(r.g));
     assert_int_equal(atomic_load(&r.failures), 0);
-    assert_int_equal(fp_gallery_size(r.g), C_STABLE + C_CHURN + (12000 / C_TEMP % 2 ? C_TEMP : 0));
+    assert_int_equal(fp_gallery_size(r.g), C_STABLE + C_CHURN + (C_ROUNDS / C_TEMP % 2 ? C_TEMP : 0));
     fp_gallery_free(r.g);
     free(r.stable);
     free(r.churn);
@@ -778,6 +839,7 @@ int main(void) {
         cmocka_unit_test(test_scalar_vs_avx2),
         cmocka_unit_test(test_threads_equal),
         cmocka_unit_test(test_scores_vs_naive),
+        cmocka_unit_test(test_odd_dims),
         cmocka_unit_test(test_add_replace_remove),
         cmocka_unit_test(test_many_users_hash),
         cmocka_unit_test(test_multirow_margin),

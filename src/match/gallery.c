@@ -2,7 +2,7 @@
  * gallery.c - the gallery of enrolled templates and the 1:N search ("Identity", item 3).
  *
  * What it is. A row matrix W of L2-normalised templates (fp16, or int8 with a per-row factor), one
- * row per template with a user per row, stored as 8-row panels (layout in match.h). A search is
+ * row per template with a user per row, stored as 32-row panels (layout in match.h). A search is
  * the seed's "1:N as one matrix product": the n query vectors Q (a batch of up to FP_MAX_BATCH
  * frames or customers) are multiplied with W in one stream over the gallery, each panel loaded
  * once for all queries, optionally split over threads by row range; a vector compare against the
@@ -30,8 +30,9 @@
  *     complete rows, their chunks, and a directory at least as new as the one that held them
  *     (coherence: the directory store happens-before the n_rows store it read). Rows < n are
  *     never written again, so the bulk kernel reads them with plain SIMD loads without a race.
- *     The block that contains row n-1 may still be being filled (other lanes), so the reader
- *     scores a trailing partial block row by row through scalar loads of its own lanes only.
+ *     The 8-row block that holds row n-1 may still be being filled: the writer stores row n
+ *     element by element into its own lanes, so the reader scores such a trailing partial block
+ *     row by row through scalar loads of the published rows' lanes only (distinct bytes).
  *  3. Replacing a user's row: the new row r is published first (step 1), then each old row's fate
  *     is set to r (relaxed). A reader with snapshot n treats a row as visible iff fate >= n, i.e.
  *     live, or replaced by a row outside its snapshot. So a concurrent search sees the old row
@@ -53,6 +54,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "core/core.h"
 #include "match/match.h"
@@ -65,7 +69,6 @@
 #define ARENA_CHUNK ((uint32_t)1 << ARENA_SHIFT)
 #define ARENA_MAX_CHUNKS 4096     /* 32-bit user refs */
 #define ARENA_FIRST 8u            /* ref 0 means "empty" in the hash table */
-#define ROWS_PER_THREAD 8192      /* below this a thread costs more than it saves */
 #define MAX_THREADS 256
 
 typedef struct fpg_chunk {
@@ -111,8 +114,11 @@ static int cpu_has_avx2(void) {
 #if defined(__x86_64__) || defined(__i386__)
     if (!fpg_avx2_compiled) return 0;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    /* F16C by cpuid: clang 14's __builtin_cpu_supports does not know "f16c" (the fuzz build);
+     * the AVX2 check already covers the OS saving ymm state */
+    unsigned a, b, c, d;
+    const int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
 #else
     return 0;
 #endif
@@ -179,31 +185,29 @@ float fpg_f16_to_f32(uint16_t h) {
 uint32_t fpg_panel_scalar(int fmt, const void *blocks, const float *scales, int nblk, int dim,
                           const float *q, int nq, const float *thr, float *scores,
                           uint32_t *masks, float *scratch) {
-    const size_t n = (size_t)nblk * dim * FPG_LANES;
-    if (fmt == FP_GALLERY_INT8) {
-        const int8_t *p = blocks;
-        for (size_t e = 0; e < n; e++) scratch[e] = (float)p[e];
-    } else {
-        const uint16_t *p = blocks;
-        for (size_t e = 0; e < n; e++) scratch[e] = fpg_f16_to_f32(p[e]);
+    /* convert the full blocks only: lanes of a partial block may be being written */
+    const int w = nblk * FPG_LANES;
+    for (int d = 0; d < dim; d++) {
+        const size_t e = (size_t)d * FPG_PANEL_ROWS;
+        if (fmt == FP_GALLERY_INT8)
+            for (int l = 0; l < w; l++) scratch[e + l] = (float)((const int8_t *)blocks)[e + l];
+        else
+            for (int l = 0; l < w; l++) scratch[e + l] = fpg_f16_to_f32(((const uint16_t *)blocks)[e + l]);
     }
     uint32_t any = 0;
     for (int qi = 0; qi < nq; qi++) {
         const float *qq = q + (size_t)qi * dim;
+        float acc[FPG_PANEL_ROWS] = {0};
+        for (int d = 0; d < dim; d++) {
+            const float b = qq[d];
+            const float *s = scratch + (size_t)d * FPG_PANEL_ROWS;
+            for (int l = 0; l < w; l++) acc[l] += s[l] * b;
+        }
         uint32_t m = 0;
-        for (int j = 0; j < nblk; j++) {
-            const float *s = scratch + (size_t)j * dim * FPG_LANES;
-            float acc[FPG_LANES] = {0};
-            for (int d = 0; d < dim; d++) {
-                const float b = qq[d];
-                for (int l = 0; l < FPG_LANES; l++) acc[l] += s[(size_t)d * FPG_LANES + l] * b;
-            }
-            for (int l = 0; l < FPG_LANES; l++) {
-                const int r = j * FPG_LANES + l;
-                const float v = scales ? acc[l] * scales[r] : acc[l];
-                scores[qi * FPG_PANEL_ROWS + r] = v;
-                if (thr && v > thr[qi]) m |= (uint32_t)1 << r;
-            }
+        for (int r = 0; r < w; r++) {
+            const float v = scales ? acc[r] * scales[r] : acc[r];
+            scores[qi * FPG_PANEL_ROWS + r] = v;
+            if (thr && v > thr[qi]) m |= (uint32_t)1 << r;
         }
         if (thr) {
             masks[qi] = m;
@@ -229,9 +233,10 @@ static size_t chunk_data_bytes(const fp_gallery *g) {
     return (b + 63) & ~(size_t)63;
 }
 
-/* Element index of (row pos in its chunk, dimension d) in the chunk's data. */
+/* Element index of (row pos in its chunk, dimension d) in the chunk's data (match.h layout). */
 static size_t elem_index(int dim, uint32_t pos, int d) {
-    return ((size_t)(pos >> 3) * (size_t)dim + (size_t)d) * FPG_LANES + (pos & 7u);
+    return ((size_t)(pos / FPG_PANEL_ROWS) * (size_t)dim + (size_t)d) * FPG_PANEL_ROWS +
+           (pos % FPG_PANEL_ROWS);
 }
 
 static char *arena_rec(void *const *arena, uint32_t ref) {
@@ -362,6 +367,7 @@ static uint32_t *hash_slot(fp_gallery *g, void *const *arena, const char *id, ui
 
 static fp_status hash_grow(fp_gallery *g) {
     void *const *arena = atomic_load_explicit(&g->arena, memory_order_relaxed);
+    if (g->hash_cap >= (uint32_t)1 << 31) return fp_fail(FP_ERR_TOO_LARGE, "gallery: too many users");
     uint32_t cap = g->hash_cap * 2;
     uint32_t *nh = calloc(cap, sizeof *nh);
     if (!nh) return fp_fail(FP_ERR_NOMEM, "gallery: out of memory");
@@ -391,7 +397,8 @@ static fp_status user_ref(fp_gallery *g, const char *id, size_t len, int create,
         return FP_OK;
     }
     if ((uint64_t)(g->hash_n + 1) * 2 > g->hash_cap) { /* keep the load <= 1/2: short probes */
-        if (hash_grow(g) != FP_OK) return FP_ERR_NOMEM;
+        fp_status st = hash_grow(g);
+        if (st != FP_OK) return st;
         slot = hash_slot(g, arena, id, h);
     }
     const uint32_t need = 4u + (uint32_t)len + 1u;
@@ -778,7 +785,7 @@ static void scan_search(const scan *s, int64_t r0, int64_t r1, topk *tk, float *
         const uint32_t pos = (uint32_t)(p & (FPG_CHUNK_ROWS - 1));
         const int64_t left = (r1 - p) / FPG_LANES;
         const int nblk = left < FPG_PANEL_BLOCKS ? (int)left : FPG_PANEL_BLOCKS;
-        const void *blk = (const char *)c->data + (size_t)(pos >> 3) * g->dim * FPG_LANES * g->elem;
+        const void *blk = (const char *)c->data + (size_t)pos * g->dim * g->elem; /* panel start */
         const float *scales = c->scale ? c->scale + pos : NULL;
         if (!panel(g->fmt, blk, scales, nblk, g->dim, s->q, s->nq, thr, sc, masks, scratch))
             continue;
@@ -809,8 +816,7 @@ static void scan_dense(const scan *s, int64_t r0, int64_t r1, float *scratch, fl
             const uint32_t pos = (uint32_t)(p & (FPG_CHUNK_ROWS - 1));
             const int64_t left = (r1 - p) / FPG_LANES;
             const int nblk = left < FPG_PANEL_BLOCKS ? (int)left : FPG_PANEL_BLOCKS;
-            const void *blk =
-                (const char *)c->data + (size_t)(pos >> 3) * g->dim * FPG_LANES * g->elem;
+            const void *blk = (const char *)c->data + (size_t)pos * g->dim * g->elem;
             panel(g->fmt, blk, c->scale ? c->scale + pos : NULL, nblk, g->dim,
                   s->q + (size_t)q0 * g->dim, nq, NULL, sc, NULL, scratch);
             for (int qi = 0; qi < nq; qi++)
@@ -836,8 +842,13 @@ static float row_score(const fp_gallery *g, const snapshot *s, int64_t row, cons
     return acc * c->scale[pos];
 }
 
-static int choose_threads(int threads, int64_t nfull) {
-    int64_t t = nfull / ROWS_PER_THREAD;
+/* Threads for a scan of nfull rows x nq queries: one per FPG_ROWS_PER_THREAD row-queries (so an
+ * all-pairs evaluation of 6,000 x 6,000 splits, a single query over 10,000 rows does not), at
+ * most one per panel. */
+static int choose_threads(int threads, int64_t nfull, int nq) {
+    int64_t t = nfull * nq / FPG_ROWS_PER_THREAD;
+    const int64_t panels = (nfull + FPG_PANEL_ROWS - 1) / FPG_PANEL_ROWS;
+    if (t > panels) t = panels;
     if (t < 1) t = 1;
     if (t > threads) t = threads;
     if (t > MAX_THREADS) t = MAX_THREADS;
@@ -845,15 +856,15 @@ static int choose_threads(int threads, int64_t nfull) {
 }
 
 static size_t scratch_floats(int dim) {
-    /* panel in fp32 + per-query panel scores, rounded to whole cache lines */
-    size_t n = (size_t)FPG_PANEL_BLOCKS * dim * FPG_LANES + (size_t)FP_MAX_BATCH * FPG_PANEL_ROWS;
+    /* panel in fp32 (scalar kernel) + per-query panel scores, rounded to whole cache lines */
+    size_t n = (size_t)dim * FPG_PANEL_ROWS + (size_t)FP_MAX_BATCH * FPG_PANEL_ROWS;
     return (n + 15) & ~(size_t)15;
 }
 
 /* Runs the scan over the full blocks on nt threads (each a contiguous, panel-aligned range). */
 static void run_scan(const scan *s, int nt, float *scratch) {
     const size_t sf = scratch_floats(s->g->dim);
-    const size_t pf = (size_t)FPG_PANEL_BLOCKS * s->g->dim * FPG_LANES;
+    const size_t pf = (size_t)s->g->dim * FPG_PANEL_ROWS;
     const int64_t npan = (s->nfull + FPG_PANEL_ROWS - 1) / FPG_PANEL_ROWS;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -927,7 +938,7 @@ fp_status fp_gallery_search(const fp_gallery *g, const float *queries, int n, in
 
     scan s = {.g = g, .snap = take_snapshot(g), .avx2 = fpg_kernels_avx2(), .nq = n};
     s.nfull = s.snap.n & ~(int64_t)(FPG_LANES - 1);
-    const int nt = choose_threads(threads, s.nfull);
+    const int nt = choose_threads(threads, s.nfull, n);
     float *qbuf, *scratch;
     if ((st = alloc_work(n, dim, nt, &qbuf, &scratch)) != FP_OK) return st;
     topk *tk = calloc((size_t)nt * n, sizeof *tk);
@@ -984,7 +995,7 @@ fp_status fp_gallery_scores(const fp_gallery *g, const float *queries, int n, in
     s.nfull = n_rows & ~(int64_t)(FPG_LANES - 1);
     s.out = out;
     s.out_rows = n_rows;
-    const int nt = choose_threads(threads, s.nfull);
+    const int nt = choose_threads(threads, s.nfull, n);
     float *qbuf, *scratch;
     if ((st = alloc_work(n, dim, nt, &qbuf, &scratch)) != FP_OK) return st;
     if ((st = normalise(queries, n, dim, qbuf, "query")) == FP_OK) {

@@ -4,14 +4,15 @@
  * src/match/gallery*.c, tests/test_gallery.c and bench/bench_gallery.c should include it.
  *
  * Storage layout shared by both kernel sets. The gallery is a row matrix (one row per enrolled
- * template) kept as *8-row panels*: rows 8b..8b+7 form block b, stored dimension-major,
- *     block[d * 8 + lane] = row (8b + lane), element d        (fp16 bits, or int8)
- * so one 16-byte load (fp16) or 8-byte load (int8) gives element d of eight rows, and one FMA with
- * the broadcast query element d advances eight dot products at once. A ymm accumulator thus
- * holds the scores of eight rows: no horizontal sums, and the top-k filter is one vector compare
- * against the current k-th best score per 8 rows. Blocks are contiguous, so a scan is one
- * sequential stream (the hardware prefetcher's best case), which matters because 1:N over a
- * large gallery is memory-bound (1M x 192 x 2 B = 384 MB per query scan).
+ * template) kept as *32-row panels* stored dimension-major:
+ *     panel[d * 32 + lane] = row (32p + lane), element d        (fp16 bits, or int8)
+ * Lanes 8j..8j+7 form block j (0..3) of the panel. One 16-byte load (fp16) or 8-byte load (int8)
+ * gives element d of eight rows, and one FMA with the broadcast query element d advances eight
+ * dot products at once: a ymm accumulator holds the scores of eight rows, so there are no
+ * horizontal sums and the top-k filter is one vector compare against the current k-th best score
+ * per 8 rows. Element d of the whole panel is one 64-byte line (fp16), so a scan is a single
+ * sequential stream, the hardware prefetcher's best case, which matters because 1:N over a large
+ * gallery is memory-bound (1M x 192 x 2 B = 384 MB per query scan).
  */
 #ifndef FP_MATCH_H
 #define FP_MATCH_H
@@ -27,16 +28,21 @@
 #define FPG_CHUNK_SHIFT 12
 #define FPG_CHUNK_ROWS (1 << FPG_CHUNK_SHIFT) /* rows per chunk (a multiple of FPG_PANEL_ROWS) */
 #define FPG_MAX_DIM 4096
+/* A scan uses at most one thread per this many rows x queries (~1 ms of one core's single-query
+ * scan), so waking a thread (microseconds when a core is idle, a scheduler slice when it is not)
+ * stays cheap next to the work it takes over. */
+#define FPG_ROWS_PER_THREAD 65536
 
-/* Scores of one panel: nblk (1..FPG_PANEL_BLOCKS) consecutive blocks starting at `blocks`
- * (format fmt, dim elements per row, layout above) against nq (1..FP_MAX_BATCH) queries
+/* Scores of one panel: its first nblk (1..FPG_PANEL_BLOCKS) blocks (the panel starts at `blocks`;
+ * format fmt, dim elements per row, layout above; lanes of later blocks are never read, a writer
+ * may be filling them) against nq (1..FP_MAX_BATCH) queries
  * q[nq][dim] (fp32, unit norm). scales: int8 only, one factor per row of the panel (NULL for
  * fp16). scores[qi * FPG_PANEL_ROWS + row] receives the dot products (rows beyond nblk*8 are not
  * written). When thr is non-NULL, masks[qi] receives the bit set of rows whose score > thr[qi]
  * and the return value is the OR of all masks (0: nothing in this panel beats any threshold);
  * with thr NULL the return value is 0 and masks is untouched.
- * scratch: FPG_PANEL_BLOCKS * dim * 8 floats, 32-byte aligned (the panel converted to fp32 once
- * and reused by every query of the batch while it sits in L1).
+ * scratch: dim * FPG_PANEL_ROWS floats, 32-byte aligned (the scalar kernel converts the panel into
+ * it once; the AVX2 kernel converts in registers and ignores it).
  *
  * Every dot product is accumulated in fp32, element 0 to dim-1 in order, one fused multiply-add
  * per element, whatever nq is: a batch gives bit-identical scores to the same queries one at a
