@@ -21,7 +21,8 @@ DEB_PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev
   libjansson-dev libturbojpeg0-dev libpng-dev libblis-dev libopenblas-dev libcmocka-dev libsodium-dev
   libmicrohttpd-dev libcairo2-dev libsqlite3-dev sqlite3
   libavformat-dev libavcodec-dev libswscale-dev libavdevice-dev libavutil-dev
-  valgrind nodejs npm"
+  valgrind nodejs npm
+  chromium ffmpeg"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MANIFEST=$ROOT/models/manifest
