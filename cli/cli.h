@@ -17,6 +17,8 @@ int cmd_user(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_liveness(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 
 /* Prints "facepay: <what>: <status>: <detail>" to stderr and returns 1. */

@@ -311,35 +311,44 @@ static void print_row(const char *name, const char *subjects, const fp_pad_repor
 
 static const char *learner_name(int l) { return l == FP_PAD_MLP ? "mlp" : l == FP_PAD_LINEAR_SVM ? "svm" : "logistic"; }
 
+static const struct {
+    const char *name;
+    uint32_t bits;
+} recipe_names[] = {
+    {"face", FP_PAD_FEAT_LBP_FACE},    {"context", FP_PAD_FEAT_LBP_CONTEXT}, {"native", FP_PAD_FEAT_LBP_NATIVE},
+    {"r2", FP_PAD_FEAT_LBP_R2},        {"colour", FP_PAD_FEAT_COLOUR},       {"spectrum", FP_PAD_FEAT_SPECTRUM},
+    {"descriptor", FP_PAD_FEAT_DESCRIPTOR},
+    {"y", FP_PAD_FEAT_CH_Y},           {"cb", FP_PAD_FEAT_CH_CB},            {"cr", FP_PAD_FEAT_CH_CR},
+    {"h", FP_PAD_FEAT_CH_H},           {"s", FP_PAD_FEAT_CH_S},              {"v", FP_PAD_FEAT_CH_V},
+    {"color", FP_PAD_FEAT_COLOUR},     {"ycbcr", FP_PAD_FEAT_CH_Y | FP_PAD_FEAT_CH_CB | FP_PAD_FEAT_CH_CR},
+    {"hsv", FP_PAD_FEAT_CH_H | FP_PAD_FEAT_CH_S | FP_PAD_FEAT_CH_V},       {"default", FP_PAD_FEAT_DEFAULT},
+};
+#define N_RECIPE_BITS 13 /* the first entries name one bit each */
+
+/* "face,native,colour,s" -> bits; LBP blocks without a channel get all six (the literature's
+ * colour texture). */
 static int parse_recipe(const char *s, uint32_t *out) {
-    static const struct {
-        const char *name;
-        uint32_t bit;
-    } names[] = {{"face", FP_PAD_FEAT_LBP_FACE},       {"context", FP_PAD_FEAT_LBP_CONTEXT},
-                 {"native", FP_PAD_FEAT_LBP_NATIVE},   {"r2", FP_PAD_FEAT_LBP_R2},
-                 {"colour", FP_PAD_FEAT_COLOUR},       {"color", FP_PAD_FEAT_COLOUR},
-                 {"spectrum", FP_PAD_FEAT_SPECTRUM},   {"descriptor", FP_PAD_FEAT_DESCRIPTOR},
-                 {"default", FP_PAD_FEAT_DEFAULT}};
     char buf[256];
     snprintf(buf, sizeof buf, "%s", s);
     uint32_t r = 0;
     for (char *t = strtok(buf, ",+"); t; t = strtok(NULL, ",+")) {
         int found = 0;
-        for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
-            if (!strcmp(t, names[k].name)) r |= names[k].bit, found = 1;
+        for (size_t k = 0; k < sizeof recipe_names / sizeof recipe_names[0]; k++)
+            if (!strcmp(t, recipe_names[k].name)) r |= recipe_names[k].bits, found = 1;
         if (!found) return 0;
     }
+    if ((r & (FP_PAD_FEAT_LBP_FACE | FP_PAD_FEAT_LBP_CONTEXT | FP_PAD_FEAT_LBP_NATIVE)) && !(r & FP_PAD_FEAT_CH_ALL))
+        r |= FP_PAD_FEAT_CH_ALL;
     *out = r;
     return fp_pad_feature_dim(r) > 0;
 }
 
 static void recipe_name(uint32_t r, char *buf, size_t cap) {
-    static const char *const names[] = {"face", "context", "native", "r2", "colour", "spectrum", "descriptor"};
     buf[0] = 0;
-    for (int k = 0; k < 7; k++)
-        if (r & (1u << k)) {
+    for (int k = 0; k < N_RECIPE_BITS; k++)
+        if (r & recipe_names[k].bits) {
             const size_t l = strlen(buf);
-            snprintf(buf + l, cap - l, "%s%s", l ? "+" : "", names[k]);
+            snprintf(buf + l, cap - l, "%s%s", l ? "," : "", recipe_names[k].name);
         }
 }
 
@@ -543,13 +552,14 @@ int cmd_train(int argc, char **argv) {
     static const char usage[] =
         "usage: facepay train liveness --labels labels.csv --images DIR --out model.fpl\n"
         "         [--seed N (1)] [--folds K (5)] [--target-bpcer 0.05] [--features LIST (default)]\n"
-        "         [--learner logistic|svm|mlp] [--l2 X (0.01)] [--hidden H (32)] [--epochs E (100)]\n"
+        "         [--learner logistic|svm|mlp] [--l2 X (0.1)] [--hidden H (32)] [--epochs E (100)]\n"
         "         [--threads T (2)] [--cache FILE] [--json] [--plot det.png] [--scores out.csv] [--limit N]\n"
         "Trains the passive presentation-attack detector on your own captures. labels.csv: a header with\n"
         "path,label[,subject,...] (NUAA layout); label 'live' is bona fide, any other value an attack\n"
         "species. Cross-validation never tests on a subject it trained on; the threshold meets the target\n"
-        "BPCER on the out-of-fold scores. --features: comma list of face, context, native, r2, colour,\n"
-        "spectrum, descriptor (src/pad/features.c). --cache keeps the extracted features for reruns.\n";
+        "BPCER on the out-of-fold scores. --features: comma list of blocks face, context, native, r2,\n"
+        "colour, spectrum, descriptor and LBP channels y, cb, cr, h, s, v (or ycbcr, hsv); default is\n"
+        "face,native,colour,s (src/pad/features.c). --cache keeps the extracted features for reruns.\n";
     if (argc < 2 || strcmp(argv[1], "liveness")) {
         const int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
         fputs(usage, help ? stdout : stderr);

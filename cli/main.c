@@ -27,6 +27,8 @@ static const struct {
     {"audit", cmd_audit, "verify the hash-chained evidence records and the ledger"},
     {"eval", cmd_eval, "accuracy: verify (LFW protocol, ROC/DET), identify (1:N), calibrate, liveness"},
     {"train", cmd_train, "train the passive liveness (presentation-attack) detector on your own captures"},
+    {"serve", cmd_serve, "run the HTTP payment service (API, health, metrics, kiosk page)"},
+    {"demo", cmd_demo, "scripted terminal story: enrol, top up, pay, refund, impostor refused"},
     {"bench", cmd_bench, "per-model latency: median of N runs, batch 1/20, 1 and 2 threads"},
 };
 

@@ -137,7 +137,8 @@ fp_status fp_pad_model_load(const char *path, fp_pad_model **out) {
     if (pad_feature_dim(recipe) == 0 || (uint32_t)pad_feature_dim(recipe) != dim)
         BAD("%s: PAD model feature recipe 0x%x with %u features is not one this build computes", path,
             (unsigned)recipe, dim);
-    if (learner > FP_PAD_MLP || hidden > 4096 || pad_weight_count((int)learner, (int)dim, (int)hidden) != (int)nw)
+    if (learner > FP_PAD_MLP || hidden > 4096 || (learner != FP_PAD_MLP && hidden != 0) ||
+        pad_weight_count((int)learner, (int)dim, (int)hidden) != (int)nw)
         BAD("%s: PAD model learner %u / %u hidden units does not match %u weights", path, learner, hidden, nw);
     if (!(m = calloc(1, sizeof *m))) {
         st = fp_fail(FP_ERR_NOMEM, "%s: out of memory", path);

