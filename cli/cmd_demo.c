@@ -458,9 +458,14 @@ int cmd_demo(int argc, char **argv) {
         check(&d, fp_audit_verify(fp_server_store(srv), &ar) == FP_OK && ar.ok, "evidence chain verifies");
         printf("    %lld evidence records\n", (long long)ar.records);
     }
-    printf("\nkiosk page: `facepay serve --db %s%s%s --port 8080 --bootstrap demo-shop:kiosk-1`, then open\n"
-           "http://127.0.0.1:8080/ (files from %s)\n",
-           db ? dbpath : "shop.db", key_file && db ? " --key " : "", key_file && db ? key_file : "", web);
+    if (db)
+        printf("\nkiosk page: `facepay serve --db %s%s%s --port 8080 --bootstrap demo-shop:kiosk-1`, then open\n"
+               "http://127.0.0.1:8080/ (files from %s)\n",
+               dbpath, key_file ? " --key " : "", key_file ? key_file : "", web);
+    else
+        printf("\nkiosk page: `facepay key generate shop.key && facepay serve --db shop.db --key shop.key --port 8080\n"
+               "--bootstrap demo-shop:kiosk-1` prints an API key; then open http://127.0.0.1:8080/ (files from %s)\n",
+               web);
     printf("\n%s: %d check(s) failed\n", d.failures ? "DEMO FAILED" : "demo passed", d.failures);
     rc = d.failures ? 1 : rc;
 out:

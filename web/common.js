@@ -55,7 +55,7 @@ const FP = (() => {
   /* Captures frames from `video` as JPEG blobs with times in ms since the first frame.
    * Only new camera frames are taken (requestVideoFrameCallback where available), at most `fps`
    * per second, for `ms` or until `max` frames or until opts.signal aborts. onFrame(n, tMs) is called after each. */
-  function captureFrames(video, { fps = 12, ms = 7000, max = 120, maxSide = 640, quality = 0.85, signal, onFrame } = {}) {
+  function captureFrames(video, { fps = 25, ms = 7000, max = 200, maxSide = 640, quality = 0.8, signal, onFrame } = {}) {
     return new Promise((resolve, reject) => {
       const scale = Math.min(1, maxSide / Math.max(video.videoWidth, video.videoHeight));
       const canvas = document.createElement('canvas');

@@ -31,6 +31,7 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const CLIP = { start: 40, seconds: 8 };
 const CHALLENGE = process.env.FACEPAY_E2E_CHALLENGE || 'blink,left';
 const CAPTURE_S = 7;
+const CAMERA_FPS = Number(process.env.FACEPAY_E2E_FPS || 15); /* the fake camera's frame rate */
 /* still photos: someone else (not enrolled), and franck himself (enrolled: only liveness refuses it) */
 const PHOTOS = { cage: 'cage.jpg', 'franck-photo': 'franck_02159.jpg' };
 const BALANCE = 10000 - 1250 - 6000; /* after the two payments */
@@ -66,7 +67,7 @@ function makeVideos() {
    * first payment's frames (it refuses frames already used by another payment). */
   for (const [file, x] of [[v.franck, 20], [v.franck2, 4]])
     ffmpeg(['-ss', String(CLIP.start), '-t', String(CLIP.seconds), '-i', path.join(CLM, 'franck.mp4'),
-            '-vf', `scale=600:480,pad=640:480:${x}:0,fps=15,format=yuv420p`, file]);
+            '-vf', `scale=600:480,pad=640:480:${x}:0,fps=${CAMERA_FPS},format=yuv420p`, file]);
   for (const [name, photo] of Object.entries(PHOTOS)) { /* a still photo held to the camera for 6 s */
     v[name] = path.join(tmp, name + '.y4m');
     ffmpeg(['-loop', '1', '-t', '6', '-i', path.join(CLM, photo), '-vf',
