@@ -72,8 +72,15 @@ fuzz:
 	if [ -n "$$failed" ]; then echo "fuzz: FAILED:$$failed (inputs and logs in build-fuzz/artifacts/)" >&2; exit 1; fi; \
 	echo "fuzz: $$n target(s) ok"
 
+PORT ?= 8080
+# The main job: set-up, build, the scripted enroll -> pay -> refund -> impostor story (facepay demo, a
+# temporary DB), then the payment server on the embedded SQLite DB var/facepay.db with a demo merchant
+# and terminal (a fresh API key is printed) and the kiosk page at http://localhost:$(PORT)/.
 run: setup build
-	build/facepay models verify
+	mkdir -p var
+	test -f var/facepay.key || build/facepay key generate var/facepay.key
+	build/facepay demo
+	build/facepay serve --db var/facepay.db --key var/facepay.key --port $(PORT) --bootstrap demo:till1
 
 bench: build
 	build/facepay bench
