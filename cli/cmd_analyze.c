@@ -51,6 +51,7 @@ static json_t *face_json(const fp_face *f, int mesh, int embedding) {
     json_t *passive = json_object();
     if (l->antispoof >= 0) json_object_set_new(passive, "antispoof", r3(l->antispoof));
     if (l->liveness_model >= 0) json_object_set_new(passive, "liveness", r3(l->liveness_model));
+    if (l->trained >= 0) json_object_set_new(passive, "trained", r3(l->trained));
     json_object_set_new(lv, "passive", passive);
     json_object_set_new(lv, "score", r3(l->score));
     json_object_set_new(o, "liveness", lv);

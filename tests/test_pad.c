@@ -589,7 +589,7 @@ static void test_end_to_end(void **state) {
         if (label[i] < 0) live_mean += cv.score[i], nl++;
         else att_mean += cv.score[i], na++;
     }
-    if (getenv("PAD_TEST_VERBOSE"))
+    if (getenv("PAD_TEST_VERBOSE")) /* the scores, to see which re-prints come close when tuning */
         for (int i = 0; i < n; i++) fprintf(stderr, "%-40s %s %.4f\n", photos[i % N_PHOTOS].file, label[i] < 0 ? "live  " : "attack", cv.score[i]);
     assert_true(live_mean / nl > att_mean / na + 0.3);
 

@@ -64,6 +64,7 @@ struct fp_engine {
     fp_anchor short_anchors[FP_DET_SHORT_ANCHORS];
     fp_anchor full_anchors[FP_DET_FULL_ANCHORS];
     fp_canonical canonical;           /* canonical face mesh for the rigid pose fit */
+    fp_pad_model *pad;                /* the operator's trained presentation-attack detector, or NULL */
 };
 
 struct fp_session {

@@ -40,7 +40,9 @@ static const struct {
 };
 
 fp_engine_options fp_engine_options_default(void) {
-    fp_engine_options o = {NULL, 1, 1, 1, 1};
+    fp_engine_options o = {NULL, 1, 1, 1, 1, NULL};
+    const char *pad = getenv("FACEPAY_PAD_MODEL");
+    if (pad && *pad) o.pad_model = pad;
     return o;
 }
 
@@ -61,6 +63,7 @@ static int find_output(const fp_model *m, const char *name) {
 void fp_engine_free(fp_engine *e) {
     if (!e) return;
     for (int i = 0; i < FP_M_COUNT; i++) fp_model_free(e->models[i]);
+    fp_pad_model_free(e->pad);
     fp_canonical_free(&e->canonical);
     free(e);
 }
@@ -87,6 +90,7 @@ fp_status fp_engine_new(const fp_engine_options *opts, fp_engine **out) {
                 st = fp_fail(FP_ERR_FORMAT, "%s: no output named %s", path, model_files[i].outputs[k]);
         }
     }
+    if (!st && e->opts.pad_model) st = fp_pad_model_load(e->opts.pad_model, &e->pad);
     if (!st) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, FP_CANONICAL_FILE);
@@ -479,6 +483,7 @@ static fp_status analyze_face(fp_session *s, const fp_image *img, const fp_analy
     f->gender_male = -1;
     f->liveness.antispoof = -1;
     f->liveness.liveness_model = -1;
+    f->liveness.trained = -1;
     double t0 = now_ms();
     fp_rect roi = detection_roi(d);
     fp_status st = run_mesh(s, img, &roi, f);
@@ -519,6 +524,7 @@ static fp_status analyze_face(fp_session *s, const fp_image *img, const fp_analy
     if (!st && o->attributes && s->runners[FP_M_FACERES]) st = run_attributes(s, img, &hb, f);
     double t6 = now_ms();
     if (!st && o->passive_liveness && s->runners[FP_M_ANTISPOOF] && s->runners[FP_M_LIVENESS]) st = run_passive(s, img, &hb, f);
+    if (!st && s->engine->pad) st = fp_pad_score(s->engine->pad, img, f, &f->liveness.trained);
     fp_liveness_combine(&f->liveness);
     double t7 = now_ms();
     if (!st) fp_quality_measure(img, f, luma, o, &f->quality);
