@@ -713,7 +713,7 @@ static void test_tiny_add(void **state) {
     (void)state;
     mspec s;
     spec_add(&s);
-    maybe_write_seed("add.tflite", &s);
+    maybe_write_seed("add.seed", &s);
     nn_graph *g;
     char err[512];
     assert_int_equal(load_spec(&s, &g, err, sizeof err), FP_OK);
@@ -738,7 +738,7 @@ static void test_dequantize_fp16_is_folded(void **state) {
     (void)state;
     mspec s;
     spec_conv_fp16(&s);
-    maybe_write_seed("conv_fp16.tflite", &s);
+    maybe_write_seed("conv_fp16.seed", &s);
     nn_graph *g;
     char err[512];
     assert_int_equal(load_spec(&s, &g, err, sizeof err), FP_OK);
@@ -765,7 +765,7 @@ static void test_concat_fused_relu(void **state) {
     (void)state;
     mspec s;
     spec_concat_relu(&s);
-    maybe_write_seed("concat_relu.tflite", &s);
+    maybe_write_seed("concat_relu.seed", &s);
     nn_graph *g;
     char err[512];
     assert_int_equal(load_spec(&s, &g, err, sizeof err), FP_OK);
@@ -787,7 +787,7 @@ static void test_reshape_targets(void **state) {
     (void)state;
     mspec s;
     spec_reshape_opts(&s);
-    maybe_write_seed("reshape.tflite", &s);
+    maybe_write_seed("reshape.seed", &s);
     nn_graph *g;
     char err[512];
     assert_int_equal(load_spec(&s, &g, err, sizeof err), FP_OK);
@@ -826,7 +826,7 @@ static void test_op_zoo(void **state) {
     nn_graph *g;
     char err[512];
     spec_zoo(&s);
-    maybe_write_seed("zoo.tflite", &s);
+    maybe_write_seed("zoo.seed", &s);
     assert_int_equal(load_spec(&s, &g, err, sizeof err), FP_OK);
     check_graph_invariants(g);
     static const nn_op_type want[] = {NN_OP_CONV2D, NN_OP_DWCONV2D, NN_OP_MAXPOOL, NN_OP_MEAN,
@@ -846,7 +846,7 @@ static void test_op_zoo(void **state) {
     nn_graph_free(g);
 
     spec_zoo2(&s);
-    maybe_write_seed("zoo2.tflite", &s);
+    maybe_write_seed("zoo2.seed", &s);
     assert_int_equal(load_spec(&s, &g, err, sizeof err), FP_OK);
     check_graph_invariants(g);
     static const nn_op_type want2[] = {NN_OP_PAD, NN_OP_RESIZE_BILINEAR, NN_OP_LEAKY_RELU,
@@ -862,7 +862,7 @@ static void test_op_zoo(void **state) {
     nn_graph_free(g);
 
     spec_shape_ops(&s);
-    maybe_write_seed("shape_ops.tflite", &s);
+    maybe_write_seed("shape_ops.seed", &s);
     assert_int_equal(load_spec(&s, &g, err, sizeof err), FP_OK);
     check_graph_invariants(g);
     static const nn_op_type want3[] = {NN_OP_SHAPE, NN_OP_STRIDED_SLICE, NN_OP_PACK, NN_OP_RESHAPE,
