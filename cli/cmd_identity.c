@@ -143,6 +143,31 @@ static int for_frames(const id_opts *o, frame_fn fn, void *ctx, int (*done)(void
     return 0;
 }
 
+/* What enroll and identify both need: the store, its gallery, the calibration and a pipeline. */
+typedef struct id_ctx {
+    fp_store *store;
+    fp_gallery *gallery;
+    fp_engine *engine;
+    fp_session *session;
+    fp_calibration calib;
+} id_ctx;
+
+static int id_ctx_open(const id_opts *o, id_ctx *c) {
+    memset(c, 0, sizeof *c);
+    int rc;
+    if ((rc = open_store(o, &c->store)) || (rc = load_gallery(c->store, &c->gallery))) return rc;
+    fp_status st = fp_calibration_load(calibration_path(o), &c->calib);
+    if (st) return cli_error("calibration", st);
+    return new_pipeline(&c->engine, &c->session);
+}
+
+static void id_ctx_close(id_ctx *c) {
+    fp_session_free(c->session);
+    fp_engine_free(c->engine);
+    fp_gallery_free(c->gallery);
+    fp_store_close(c->store);
+}
+
 /* ---- facepay key ---- */
 int cmd_key(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "generate")) {
@@ -199,24 +224,15 @@ int cmd_enroll(int argc, char **argv) {
         free(o.images);
         return 2;
     }
-    fp_store *store = NULL;
-    fp_gallery *g = NULL;
-    fp_engine *eng = NULL;
-    fp_session *ses = NULL;
+    id_ctx ctx;
     fp_enroller *en = NULL;
-    fp_calibration cal;
     fp_status st;
-    if ((rc = open_store(&o, &store)) || (rc = load_gallery(store, &g))) goto out;
-    if ((st = fp_calibration_load(calibration_path(&o), &cal))) {
-        rc = cli_error("calibration", st);
-        goto out;
-    }
-    if ((rc = new_pipeline(&eng, &ses))) goto out;
+    if ((rc = id_ctx_open(&o, &ctx))) goto out;
     fp_enroll_options eo = fp_enroll_options_default();
     eo.target = o.target;
     eo.timeout_ms = o.timeout_ms;
     eo.allow_lookalike = o.allow_lookalike;
-    if ((st = fp_enroller_new(ses, NULL, &eo, &en))) {
+    if ((st = fp_enroller_new(ctx.session, NULL, &eo, &en))) {
         rc = cli_error("enroll", st);
         goto out;
     }
@@ -225,7 +241,7 @@ int cmd_enroll(int argc, char **argv) {
     if (c.tty) fprintf(stderr, "\n");
     if (rc) goto out;
     fp_enroll_result r;
-    st = fp_enroller_commit(en, store, g, &cal, o.user, o.name, &r);
+    st = fp_enroller_commit(en, ctx.store, ctx.gallery, &ctx.calib, o.user, o.name, &r);
     if (o.json) {
         json_t *rej = json_object();
         for (int k = 0; k < FP_REJECT_COUNT; k++) json_object_set_new(rej, fp_reject_name((fp_reject)k), json_integer(r.status.rejected[k]));
@@ -251,10 +267,7 @@ int cmd_enroll(int argc, char **argv) {
                r.lookalike_user[0] ? "; look-alike of " : "", r.lookalike_user);
 out:
     fp_enroller_free(en);
-    fp_session_free(ses);
-    fp_engine_free(eng);
-    fp_gallery_free(g);
-    fp_store_close(store);
+    id_ctx_close(&ctx);
     free(o.images);
     return rc;
 }
@@ -286,23 +299,14 @@ int cmd_identify(int argc, char **argv) {
         free(o.images);
         return rc == 1 ? 0 : rc;
     }
-    fp_store *store = NULL;
-    fp_gallery *g = NULL;
-    fp_engine *eng = NULL;
-    fp_session *ses = NULL;
+    id_ctx ctx;
     fp_identifier *id = NULL;
-    fp_calibration cal;
     fp_status st;
-    if ((rc = open_store(&o, &store)) || (rc = load_gallery(store, &g))) goto out;
-    if ((st = fp_calibration_load(calibration_path(&o), &cal))) {
-        rc = cli_error("calibration", st);
-        goto out;
-    }
-    if ((rc = new_pipeline(&eng, &ses))) goto out;
+    if ((rc = id_ctx_open(&o, &ctx))) goto out;
     fp_identify_options io = fp_identify_options_default();
     io.require_blink = o.require_blink;
     io.max_frames = o.max_frames;
-    if ((st = fp_identifier_new(ses, g, &cal, NULL, &io, &id))) {
+    if ((st = fp_identifier_new(ctx.session, ctx.gallery, &ctx.calib, NULL, &io, &id))) {
         rc = cli_error("identify", st);
         goto out;
     }
@@ -322,17 +326,14 @@ int cmd_identify(int argc, char **argv) {
                           "threshold", (double)r.threshold, "beyond_calibration", r.beyond_calibration,
                           "frames_seen", r.frames_seen, "frames_used", r.frames_used, "votes", r.votes,
                           "frames_rejected", rej, "liveness", "blink", r.blink, "blinks", r.blinks, "score",
-                          (double)r.liveness_score, "gallery_size", (json_int_t)fp_gallery_size(g), "reason", r.reason);
+                          (double)r.liveness_score, "gallery_size", (json_int_t)fp_gallery_size(ctx.gallery), "reason", r.reason);
     char *txt = json_dumps(j, o.json ? JSON_INDENT(2) : JSON_COMPACT);
     puts(txt);
     free(txt);
     json_decref(j);
 out:
     fp_identifier_free(id);
-    fp_session_free(ses);
-    fp_engine_free(eng);
-    fp_gallery_free(g);
-    fp_store_close(store);
+    id_ctx_close(&ctx);
     free(o.images);
     return rc;
 }

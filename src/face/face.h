@@ -55,6 +55,9 @@ enum { FP_M_DET_SHORT, FP_M_DET_FULL, FP_M_MESH, FP_M_IRIS, FP_M_EMBED, FP_M_FAC
        FP_M_ANTISPOOF, FP_M_LIVENESS, FP_M_COUNT };
 
 #define FP_DET_SHORT_ANCHORS 896
+/* The embedder runs in chunks of this many rows: per face, batch 1-4 cost the same and batch 20 is
+ * ~25 % slower (its activations no longer fit in cache), so 20 faces are 5 runs of 4. */
+#define FP_EMBED_CHUNK 4
 #define FP_DET_FULL_ANCHORS 2304
 
 struct fp_engine {
@@ -70,7 +73,9 @@ struct fp_engine {
 struct fp_session {
     fp_engine *engine;
     fp_runner *runners[FP_M_COUNT];   /* batch 1 (iris: batch 2) */
-    fp_runner *embed[2 * FP_MAX_BATCH + 1]; /* embedder runners by batch size, created on demand */
+    fp_runner *embed[FP_EMBED_CHUNK + 1]; /* embedder runners by batch size 1..FP_EMBED_CHUNK, on demand */
+    float *aligned;                   /* 112x112x3 aligned crop of the face being analysed */
+    float *luma;                      /* its 112x112 luma, for the quality measures */
     fp_detection *dets;               /* detector scratch, FP_DET_FULL_ANCHORS + FP_DET_SHORT_ANCHORS */
 };
 

@@ -114,8 +114,10 @@ fp_status fp_engine_new(const fp_engine_options *opts, fp_engine **out) {
 void fp_session_free(fp_session *s) {
     if (!s) return;
     for (int i = 0; i < FP_M_COUNT; i++) fp_runner_free(s->runners[i]);
-    for (int i = 0; i <= 2 * FP_MAX_BATCH; i++) fp_runner_free(s->embed[i]);
+    for (int i = 0; i <= FP_EMBED_CHUNK; i++) fp_runner_free(s->embed[i]);
     free(s->dets);
+    free(s->aligned);
+    free(s->luma);
     free(s);
 }
 
@@ -127,7 +129,9 @@ fp_status fp_session_new(fp_engine *e, fp_session **out) {
     s->engine = e;
     fp_status st = FP_OK;
     s->dets = malloc(sizeof *s->dets * (FP_DET_FULL_ANCHORS + FP_DET_SHORT_ANCHORS));
-    if (!s->dets) st = fp_fail(FP_ERR_NOMEM, "out of memory");
+    s->aligned = malloc(112 * 112 * 3 * sizeof(float));
+    s->luma = malloc(112 * 112 * sizeof(float));
+    if (!s->dets || !s->aligned || !s->luma) st = fp_fail(FP_ERR_NOMEM, "out of memory");
     for (int i = 0; i < FP_M_COUNT && !st; i++) {
         if (!e->models[i] || i == FP_M_EMBED) continue;
         st = fp_runner_new(e->models[i], i == FP_M_IRIS ? 2 : 1, e->opts.threads, &s->runners[i]);
@@ -140,10 +144,8 @@ fp_status fp_session_new(fp_engine *e, fp_session **out) {
     return FP_OK;
 }
 
-#define EMBED_CHUNK 4
-
 static fp_status embed_runner(fp_session *s, int batch, fp_runner **r) {
-    if (batch < 1 || batch > EMBED_CHUNK) return fp_fail(FP_ERR_TOO_LARGE, "embedding batch %d exceeds %d", batch, EMBED_CHUNK);
+    if (batch < 1 || batch > FP_EMBED_CHUNK) return fp_fail(FP_ERR_TOO_LARGE, "embedding batch %d exceeds %d", batch, FP_EMBED_CHUNK);
     if (!s->embed[batch]) {
         fp_status st = fp_runner_new(s->engine->models[FP_M_EMBED], batch, s->engine->opts.threads, &s->embed[batch]);
         if (st) return st;
@@ -369,10 +371,9 @@ static fp_status embed_inputs(fp_session *s, const float *inputs, int n, int fli
     float *out = malloc(sizeof(float) * FP_EMBEDDING_DIM * (size_t)rows);
     if (!out) return fp_fail(FP_ERR_NOMEM, "out of memory");
     fp_status st = FP_OK;
-    /* run in chunks of EMBED_CHUNK rows: measured per face, batch 1-4 cost the same and batch 20 is
-     * ~25 % slower (its activations no longer fit in cache), so a call with 20 faces is 5 runs of 4 */
-    for (int r0 = 0; r0 < rows && !st; r0 += EMBED_CHUNK) {
-        int nr = rows - r0 < EMBED_CHUNK ? rows - r0 : EMBED_CHUNK;
+    /* in chunks of FP_EMBED_CHUNK rows (face.h says why) */
+    for (int r0 = 0; r0 < rows && !st; r0 += FP_EMBED_CHUNK) {
+        int nr = rows - r0 < FP_EMBED_CHUNK ? rows - r0 : FP_EMBED_CHUNK;
         fp_runner *r = NULL;
         if ((st = embed_runner(s, nr, &r))) break;
         float *in = fp_runner_input(r, 0, NULL);
@@ -500,13 +501,7 @@ static fp_status analyze_face(fp_session *s, const fp_image *img, const fp_analy
     five_points(f, pts);
     similarity_to_template(pts, M);
     for (int k = 0; k < 6; k++) f->align[k] = (float)M[k];
-    float *aligned = malloc(112 * 112 * 3 * sizeof(float));
-    float *luma = malloc(112 * 112 * sizeof(float));
-    if (!aligned || !luma) {
-        free(aligned);
-        free(luma);
-        return fp_fail(FP_ERR_NOMEM, "out of memory");
-    }
+    float *aligned = s->aligned, *luma = s->luma;
     fp_norm mfn = fp_norm_uniform(1.0 / 128, -127.5 / 128);
     st = fp_warp_affine(img, M, 112, 112, &mfn, aligned);
     for (int i = 0; i < 112 * 112 && !st; i++) {
@@ -529,8 +524,6 @@ static fp_status analyze_face(fp_session *s, const fp_image *img, const fp_analy
     double t7 = now_ms();
     if (!st) fp_quality_measure(img, f, luma, o, &f->quality);
     double t8 = now_ms();
-    free(aligned);
-    free(luma);
     if (t) {
         t->mesh += t1 - t0;
         t->iris += t2 - t1;
