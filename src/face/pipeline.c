@@ -452,16 +452,22 @@ static fp_status run_attributes(fp_session *s, const fp_image *img, const fp_rec
     return FP_OK;
 }
 
-static fp_status run_passive(fp_session *s, const fp_image *img, const fp_rect *hb, fp_face *f) {
+/* mode: fp_analyze_options.passive_liveness (2: only the models liveness.score reads; else all) */
+static fp_status run_passive(fp_session *s, const fp_image *img, const fp_rect *hb, int mode, fp_face *f) {
     fp_engine *e = s->engine;
     fp_norm norm = fp_norm_uniform(1.0 / 255, 0.0);
     fp_runner *a = s->runners[FP_M_ANTISPOOF], *l = s->runners[FP_M_LIVENESS];
-    fp_status st = fp_crop_rect(img, hb, 128, 128, 0, FP_BORDER_REPLICATE, &norm, fp_runner_input(a, 0, NULL));
-    if (st || (st = fp_runner_run(a))) return st;
-    f->liveness.antispoof = fp_runner_output(a, e->out_index[FP_M_ANTISPOOF][0], NULL)[0];
-    st = fp_crop_rect(img, hb, 32, 32, 0, FP_BORDER_REPLICATE, &norm, fp_runner_input(l, 0, NULL));
-    if (st || (st = fp_runner_run(l))) return st;
-    f->liveness.liveness_model = fp_runner_output(l, e->out_index[FP_M_LIVENESS][0], NULL)[0];
+    fp_status st = FP_OK;
+    if (mode != 2) {
+        st = fp_crop_rect(img, hb, 128, 128, 0, FP_BORDER_REPLICATE, &norm, fp_runner_input(a, 0, NULL));
+        if (st || (st = fp_runner_run(a))) return st;
+        f->liveness.antispoof = fp_runner_output(a, e->out_index[FP_M_ANTISPOOF][0], NULL)[0];
+    }
+    if (mode != 2 || !e->pad) {
+        st = fp_crop_rect(img, hb, 32, 32, 0, FP_BORDER_REPLICATE, &norm, fp_runner_input(l, 0, NULL));
+        if (st || (st = fp_runner_run(l))) return st;
+        f->liveness.liveness_model = fp_runner_output(l, e->out_index[FP_M_LIVENESS][0], NULL)[0];
+    }
     return FP_OK;
 }
 
@@ -518,7 +524,7 @@ static fp_status analyze_face(fp_session *s, const fp_image *img, const fp_analy
     fp_rect hb = human_box(d);
     if (!st && o->attributes && s->runners[FP_M_FACERES]) st = run_attributes(s, img, &hb, f);
     double t6 = now_ms();
-    if (!st && o->passive_liveness && s->runners[FP_M_ANTISPOOF] && s->runners[FP_M_LIVENESS]) st = run_passive(s, img, &hb, f);
+    if (!st && o->passive_liveness && s->runners[FP_M_ANTISPOOF] && s->runners[FP_M_LIVENESS]) st = run_passive(s, img, &hb, o->passive_liveness, f);
     if (!st && s->engine->pad) st = fp_pad_score(s->engine->pad, img, f, &f->liveness.trained);
     fp_liveness_combine(&f->liveness);
     double t7 = now_ms();

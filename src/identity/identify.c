@@ -90,15 +90,15 @@ fp_status fp_identifier_new(fp_session *s, const fp_gallery *gallery, const fp_c
     return FP_OK;
 }
 
-fp_status fp_identifier_add_frame(fp_identifier *id, const fp_image *frame, double t_ms) {
-    if (!id || !frame) return fp_fail(FP_ERR_INVALID_ARG, "fp_identifier_add_frame: NULL argument");
-    if (id->seen >= id->o.max_frames) return FP_OK; /* enough: later frames are ignored, not an error */
+/* Shared by both entry points: the frame's time is checked before any work is done on it. */
+static fp_status check_frame_time(const fp_identifier *id, double t_ms) {
     if (id->n_ear > 0 && !(t_ms > id->t[id->n_ear - 1]))
         return fp_fail(FP_ERR_INVALID_ARG, "identify: frame times must increase (%.1f after %.1f ms)", t_ms, id->t[id->n_ear - 1]);
+    return FP_OK;
+}
+
+static fp_status add_analysed(fp_identifier *id, const fp_face *faces, int n, double t_ms) {
     id->seen++;
-    int n = 0;
-    fp_status st = fp_analyze(id->session, frame, &id->ao, id->faces, 2, &n, NULL);
-    if (st) return st;
     if (n == 0) {
         id->rejected[FP_REJECT_NO_FACE]++;
         return FP_OK;
@@ -107,7 +107,7 @@ fp_status fp_identifier_add_frame(fp_identifier *id, const fp_image *frame, doub
         id->rejected[FP_REJECT_MULTIPLE_FACES]++;
         return FP_OK;
     }
-    const fp_face *f = &id->faces[0];
+    const fp_face *f = &faces[0];
     id->t[id->n_ear] = t_ms;
     id->ear[id->n_ear++] = 0.5f * (f->liveness.ear_left + f->liveness.ear_right);
     if (!f->quality.pose_ok) id->rejected[FP_REJECT_POSE]++;
@@ -118,6 +118,27 @@ fp_status fp_identifier_add_frame(fp_identifier *id, const fp_image *frame, doub
         id->live[id->n_used++] = f->liveness.score;
     }
     return FP_OK;
+}
+
+fp_status fp_identifier_add_frame(fp_identifier *id, const fp_image *frame, double t_ms) {
+    if (!id || !frame) return fp_fail(FP_ERR_INVALID_ARG, "fp_identifier_add_frame: NULL argument");
+    if (id->seen >= id->o.max_frames) return FP_OK; /* enough: later frames are ignored, not an error */
+    fp_status st = check_frame_time(id, t_ms);
+    int n = 0;
+    if (!st) st = fp_analyze(id->session, frame, &id->ao, id->faces, 2, &n, NULL);
+    return st ? st : add_analysed(id, id->faces, n, t_ms);
+}
+
+fp_status fp_identifier_add_faces(fp_identifier *id, const fp_face *faces, int n_faces, double t_ms) {
+    if (!id || n_faces < 0 || (n_faces > 0 && !faces))
+        return fp_fail(FP_ERR_INVALID_ARG, "fp_identifier_add_faces: bad arguments");
+    if (id->seen >= id->o.max_frames) return FP_OK;
+    /* a lone face analysed without its embedding is the caller's mistake, not a bad frame: counting it
+     * as a quality rejection would quietly turn a payment into "no match" */
+    if (n_faces == 1 && !faces[0].has_embedding && faces[0].quality.pass)
+        return fp_fail(FP_ERR_INVALID_ARG, "fp_identifier_add_faces: the face was analysed without its embedding");
+    fp_status st = check_frame_time(id, t_ms);
+    return st ? st : add_analysed(id, faces, n_faces, t_ms);
 }
 
 fp_status fp_identifier_decide(fp_identifier *id, fp_identify_result *r) {

@@ -1,14 +1,15 @@
 /*
  * face.c - the face work behind the payment and enrollment routes, on a worker's fp_session.
  *
- * Payment: every frame is analysed once (faces, pose, quality, eye/mouth cues, and on every third
- * frame the embedding for the challenge's identity-stability check); the challenge is evaluated over
- * all frames;
- * then the identifier (fp_identifier: gates, 1:N search, vote) runs on at most `identify_frames`
- * of the good frames, spread over the capture. Why a subset: the identifier analyses its frames
- * itself (it has no entry point for faces already analysed), so handing it all of a 10 fps
- * challenge capture would analyse every frame twice; a handful of good frames is what the vote
- * needs. The thumbnail kept as evidence is the face of the most frontal good frame.
+ * Payment: a short capture (at most `identify_frames` frames, e.g. a terminal's 5 still frames) is
+ * analysed once, fully (embedding, passive liveness), and each analysis goes both to the challenge
+ * evaluation and to the identifier (fp_identifier_add_faces: gates, 1:N search, vote). A long challenge
+ * capture (100-200 frames at 10-25 fps) gets a cheaper first pass (faces, pose, quality, eye/mouth
+ * cues, and on every third frame an unflipped embedding for the challenge's identity-stability
+ * check); then the identifier analyses `identify_frames` of the good frames, spread over the capture,
+ * itself: a handful of good frames is what the vote needs, and fully analysing every frame of a long
+ * capture would cost more than the second pass on a few. The thumbnail kept as evidence is the face
+ * of the most frontal good frame.
  *
  * Enrollment: frames (or a video) go through fp_enroller. fp_enroller_commit creates the store
  * user itself, but a payment customer must exist (with a wallet) before its face is enrolled, so
@@ -96,17 +97,31 @@ fp_status srv_analyze_payment(fp_server *s, fp_session *ses, const fp_image *img
         st = FP_ERR_NOMEM;
         goto out;
     }
-    fp_analyze_options ao = fp_analyze_options_default();
+    /* the identifier's analysis: flip-averaged embeddings (what the calibration measured) and only the
+     * passive models that make liveness.score */
+    fp_analyze_options ia = fp_analyze_options_default();
+    ia.attributes = 0;
+    ia.passive_liveness = 2;
+    fp_identify_options io = fp_identify_options_default();
+    int k = s->o.identify_frames;
+    io.max_frames = k;
+    if ((st = fp_identifier_new(ses, s->gallery, &s->calib, &ia, &io, &idf))) goto out;
+    /* a short capture goes to the identifier whole, so its frames are analysed once, fully; a long
+     * challenge capture gets a cheaper first pass and a second one on the frames picked below */
+    int one_pass = n <= k;
+    fp_analyze_options ao = ia;
     ao.max_faces = 2;
-    ao.attributes = 0;
-    ao.passive_liveness = 0; /* the identifier pass measures it on the frames it keeps */
-    ao.flip_embedding = 0;
+    if (!one_pass) {
+        ao.passive_liveness = 0;
+        ao.flip_embedding = 0;
+    }
     for (int i = 0; i < n; i++) {
         int nf = 0;
         /* the challenge's identity-stability check needs embeddings, but not of every frame: every
          * third one (8 a second at 25 fps) catches a change of person and saves a quarter of the time */
-        ao.embedding = c != NULL && i % 3 == 0;
+        ao.embedding = one_pass || (c != NULL && i % 3 == 0);
         if ((st = fp_analyze(ses, &imgs[i], &ao, faces, 2, &nf, NULL))) goto out;
+        if (one_pass && (st = fp_identifier_add_faces(idf, faces, nf, t_ms[i]))) goto out;
         fp_liveness_frame_from_face(nf ? &faces[0] : NULL, nf, t_ms[i], &lf[i]);
         fi[i].n_faces = nf;
         if (nf >= 1) {
@@ -122,42 +137,39 @@ fp_status srv_analyze_payment(fp_server *s, fp_session *ses, const fp_image *img
         if ((st = fp_challenge_evaluate(c, NULL, lf, n, &out->challenge))) goto out;
         out->challenge_ran = 1;
     }
-    /* frames for the identifier: good ones spread evenly over the capture, topped up with the
-     * others (which it will reject and count) when fewer are good, in time order */
-    int k = s->o.identify_frames, n_good = 0, n_pick = 0;
+    int n_good = 0;
     for (int i = 0; i < n; i++) n_good += fi[i].good;
-    char *chosen = calloc((size_t)n, 1);
-    if (!chosen) {
-        st = FP_ERR_NOMEM;
-        goto out;
-    }
-    if (n_good > k) {
-        for (int j = 0, g = 0, i = 0; i < n && j < k; i++)
-            if (fi[i].good) {
-                if (g == (int)((long)j * n_good / k)) {
-                    chosen[i] = 1;
-                    j++;
+    if (!one_pass) {
+        /* frames for the identifier: k good ones spread evenly over the capture, in time order */
+        char *chosen = calloc((size_t)n, 1);
+        int n_pick = 0;
+        if (!chosen) {
+            st = FP_ERR_NOMEM;
+            goto out;
+        }
+        if (n_good > k) {
+            for (int j = 0, g = 0, i = 0; i < n && j < k; i++)
+                if (fi[i].good) {
+                    if (g == (int)((long)j * n_good / k)) {
+                        chosen[i] = 1;
+                        j++;
+                    }
+                    g++;
                 }
-                g++;
-            }
-    } else {
-        for (int i = 0; i < n; i++) chosen[i] = (char)fi[i].good;
-        for (int i = 0, have = n_good; i < n && have < k; i++)
-            if (!chosen[i]) {
-                chosen[i] = 1;
-                have++;
-            }
+        } else { /* too few good ones: topped up with others, which the identifier rejects and counts */
+            for (int i = 0; i < n; i++) chosen[i] = (char)fi[i].good;
+            for (int i = 0, have = n_good; i < n && have < k; i++)
+                if (!chosen[i]) {
+                    chosen[i] = 1;
+                    have++;
+                }
+        }
+        for (int i = 0; i < n; i++)
+            if (chosen[i]) pick[n_pick++] = i;
+        free(chosen);
+        for (int j = 0; j < n_pick; j++)
+            if ((st = fp_identifier_add_frame(idf, &imgs[pick[j]], t_ms[pick[j]]))) goto out;
     }
-    for (int i = 0; i < n; i++)
-        if (chosen[i]) pick[n_pick++] = i;
-    free(chosen);
-    fp_analyze_options ia = fp_analyze_options_default();
-    ia.attributes = 0;
-    fp_identify_options io = fp_identify_options_default();
-    io.max_frames = k;
-    if ((st = fp_identifier_new(ses, s->gallery, &s->calib, &ia, &io, &idf))) goto out;
-    for (int j = 0; j < n_pick; j++)
-        if ((st = fp_identifier_add_frame(idf, &imgs[pick[j]], t_ms[pick[j]]))) goto out;
     if ((st = fp_identifier_decide(idf, &out->id))) goto out;
     /* evidence: the most frontal good frame (else the largest single face) */
     int best = -1;
