@@ -734,6 +734,51 @@ static void test_crop_rotation(void **state) {
     free(im.rgb);
 }
 
+/* imgproc.js sample() written plainly (floor, per-tap border test): fp_warp_inverse, which takes a
+ * shortcut for taps inside the image, must reproduce it bit for bit, inside, on and beyond the edges */
+static float naive_tap(const fp_image *im, long x, long y, int k, fp_border b) {
+    if (x < 0 || y < 0 || x >= im->width || y >= im->height) {
+        if (b == FP_BORDER_ZERO) return 0;
+        x = x < 0 ? 0 : x >= im->width ? im->width - 1 : x;
+        y = y < 0 ? 0 : y >= im->height ? im->height - 1 : y;
+    }
+    return im->rgb[((size_t)y * im->width + x) * 3 + k];
+}
+
+static void test_warp_matches_plain_formula(void **state) {
+    (void)state;
+    fp_image im = test_image(37, 23);
+    float *out = malloc(sizeof(float) * 31 * 29 * 3);
+    unsigned seed = 7;
+    for (int trial = 0; trial < 200; trial++) {
+        double M[6];
+        for (int i = 0; i < 6; i++) {
+            seed = seed * 1103515245u + 12345u;
+            double r = (double)(seed >> 8) / (1u << 24); /* [0, 1) */
+            M[i] = i == 2 || i == 5 ? -8 + 50 * r : -1.5 + 3 * r;
+        }
+        if (trial == 0) { /* whole-pixel steps land exactly on the last row and column */
+            M[0] = 1, M[1] = 0, M[2] = 6, M[3] = 0, M[4] = 1, M[5] = -6;
+        }
+        fp_border b = trial % 2 ? FP_BORDER_ZERO : FP_BORDER_REPLICATE;
+        assert_int_equal(fp_warp_inverse(&im, M, 31, 29, b, NULL, out), FP_OK);
+        for (int v = 0; v < 29; v++)
+            for (int u = 0; u < 31; u++) {
+                const double xs = M[0] * u + M[1] * v + M[2], ys = M[3] * u + M[4] * v + M[5];
+                const double x0 = floor(xs), y0 = floor(ys), fx = xs - x0, fy = ys - y0;
+                for (int k = 0; k < 3; k++) {
+                    const double a = naive_tap(&im, (long)x0, (long)y0, k, b), bb = naive_tap(&im, (long)x0 + 1, (long)y0, k, b);
+                    const double c = naive_tap(&im, (long)x0, (long)y0 + 1, k, b), d = naive_tap(&im, (long)x0 + 1, (long)y0 + 1, k, b);
+                    const float want = (float)((a * (1 - fx) + bb * fx) * (1 - fy) + (c * (1 - fx) + d * fx) * fy);
+                    if (out[(v * 31 + u) * 3 + k] != want)
+                        fail_msg("trial %d (%d,%d,%d): %.9g != %.9g", trial, u, v, k, out[(v * 31 + u) * 3 + k], want);
+                }
+            }
+    }
+    free(out);
+    free(im.rgb);
+}
+
 static void test_crop_point_mapping(void **state) {
     (void)state;
     /* the sampler looks at M (u, v) + 0.5 for output pixel (u, v); cropPointToImage of the pixel
@@ -1040,6 +1085,7 @@ int main(void) {
         cmocka_unit_test(test_warp_affine),
         cmocka_unit_test(test_resize_and_draw),
         cmocka_unit_test(test_fixture_photo),
+        cmocka_unit_test(test_warp_matches_plain_formula),
         cmocka_unit_test(test_reference_trump1),
         cmocka_unit_test(test_reference_trump2),
         cmocka_unit_test(test_reference_sample1),
