@@ -356,7 +356,8 @@ typedef struct fp_challenge_params {
     float turn_deg;          /* head turn from the starting yaw (15) */
     float mouth_open;        /* mouth opening ratio (0.35) */
     float min_identity_cos;  /* every frame vs the sequence mean (0.5) */
-    float min_parallax;      /* planar-fit residual / inter-ocular distance below which it is a flat picture (0.012) */
+    float min_parallax;      /* planar-fit residual / inter-ocular distance below which it is a flat picture (0.012;
+                                real tilted prints measure 0.04-0.07, above it: README "Active liveness") */
     int min_frames;          /* (8) */
     float min_face_fraction; /* frames with exactly one face (0.7) */
     double timeout_ms;       /* steps not done within this span fail (15000) */
