@@ -1339,11 +1339,11 @@ typedef struct topup_ctx {
     int replayed;
 } topup_ctx;
 
-/* The wallet side of a top-up transaction: its credit and the balance it left. */
-static fp_status topup_posting(fp_store *s, int64_t txn_id, int64_t *amount, int64_t *balance_after) {
+/* The balance a top-up left in the wallet (its credit posting's). */
+static fp_status topup_balance(fp_store *s, int64_t txn_id, int64_t *balance_after) {
     sqlite3_stmt *st = NULL;
     fp_status res = fp_store_prepare(s,
-                                     "SELECT p.amount, p.balance_after FROM pay_postings p "
+                                     "SELECT p.balance_after FROM pay_postings p "
                                      "JOIN pay_txns t ON t.id = p.txn_id "
                                      "WHERE p.txn_id = ? AND t.kind = 'topup' AND p.amount > 0",
                                      &st);
@@ -1354,8 +1354,7 @@ static fp_status topup_posting(fp_store *s, int64_t txn_id, int64_t *amount, int
         return fp_fail(FP_ERR_FORMAT, "top-up transaction %lld is missing or not a top-up",
                        (long long)txn_id);
     if (res != FP_OK) return res;
-    *amount = sqlite3_column_int64(st, 0);
-    *balance_after = sqlite3_column_int64(st, 1);
+    *balance_after = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     return FP_OK;
 }
@@ -1371,8 +1370,7 @@ static fp_status topup_tx(fp_store *s, void *p) {
         if (res != FP_OK) return res;
         if (ir.found) {
             res = idem_match(&ir, "topup", c->req_hash, c->key);
-            int64_t amount = 0;
-            if (res == FP_OK) res = topup_posting(s, ir.txn_id, &amount, &c->balance_after);
+            if (res == FP_OK) res = topup_balance(s, ir.txn_id, &c->balance_after);
             if (res != FP_OK) return res;
             c->txn_id = ir.txn_id;
             c->replayed = 1;
@@ -1393,31 +1391,58 @@ static fp_status topup_tx(fp_store *s, void *p) {
     res = transfer(s, FP_TXN_TOPUP, funding.id, wallet.id, c->currency, c->amount, 0, 0,
                    c->reference, c->now, &c->txn_id);
     if (res != FP_OK || !c->key) return res;
-    int64_t amount = 0;
-    res = topup_posting(s, c->txn_id, &amount, &c->balance_after);
+    res = topup_balance(s, c->txn_id, &c->balance_after);
     if (res == FP_OK)
         res = idem_store(s, c->merchant, c->key, "topup", c->req_hash, 0, 0, c->txn_id, c->now);
     return res;
+}
+
+/* Validates and runs one top-up; merchant and key NULL for a top-up without idempotency key. */
+static fp_status topup_run(fp_pay *pay, const char *what, const char *merchant_id,
+                           const char *idempotency_key, const char *user_id, const char *currency,
+                           int64_t amount, const char *reference, topup_ctx *c) {
+    memset(c, 0, sizeof *c);
+    char label[64];
+    fp_status st = FP_OK;
+    if (merchant_id || idempotency_key) {
+        snprintf(label, sizeof label, "%s: merchant", what);
+        st = fp_store_check_id(label, merchant_id, 0);
+        if (st == FP_OK) st = fp_pay_check_idem_key(what, idempotency_key);
+    }
+    snprintf(label, sizeof label, "%s: user", what);
+    if (st == FP_OK) st = fp_store_check_id(label, user_id, 0);
+    if (st == FP_OK) st = fp_pay_check_currency(what, currency);
+    if (st == FP_OK) st = fp_pay_check_amount(what, amount);
+    snprintf(label, sizeof label, "%s: reference", what);
+    if (st == FP_OK && reference) st = fp_store_check_text(label, reference, 127);
+    if (st != FP_OK) return st;
+    c->user_id = user_id;
+    c->currency = currency;
+    c->reference = reference;
+    c->amount = amount;
+    c->now = fp_pay_now(pay);
+    c->merchant = merchant_id;
+    c->key = idempotency_key;
+    if (idempotency_key) {
+        crypto_hash_sha256_state h;
+        crypto_hash_sha256_init(&h);
+        h_str(&h, "facepay topup v1");
+        h_str(&h, merchant_id);
+        h_str(&h, user_id);
+        h_str(&h, currency);
+        h_i64(&h, amount);
+        h_str(&h, reference ? reference : "");
+        crypto_hash_sha256_final(&h, c->req_hash);
+    }
+    return fp_store_tx(pay->store, topup_tx, c);
 }
 
 fp_status fp_pay_topup(fp_pay *pay, const char *user_id, const char *currency, int64_t amount,
                        const char *reference, int64_t *txn_id) {
     if (txn_id) *txn_id = 0;
     if (!pay) return fp_fail(FP_ERR_INVALID_ARG, "fp_pay_topup: NULL handle");
-    fp_status st = fp_store_check_id("fp_pay_topup: user", user_id, 0);
-    if (st == FP_OK) st = fp_pay_check_currency("fp_pay_topup", currency);
-    if (st == FP_OK) st = fp_pay_check_amount("fp_pay_topup", amount);
-    if (st == FP_OK && reference)
-        st = fp_store_check_text("fp_pay_topup: reference", reference, 127);
-    if (st != FP_OK) return st;
     topup_ctx c;
-    memset(&c, 0, sizeof c);
-    c.user_id = user_id;
-    c.currency = currency;
-    c.reference = reference;
-    c.amount = amount;
-    c.now = fp_pay_now(pay);
-    st = fp_store_tx(pay->store, topup_tx, &c);
+    fp_status st = topup_run(pay, "fp_pay_topup", NULL, NULL, user_id, currency, amount, reference, &c);
     if (st == FP_OK && txn_id) *txn_id = c.txn_id;
     return st;
 }
@@ -1427,33 +1452,11 @@ fp_status fp_pay_topup_idempotent(fp_pay *pay, const char *merchant_id, const ch
                                   const char *reference, fp_pay_topup_result *out) {
     if (out) memset(out, 0, sizeof *out);
     if (!pay || !out) return fp_fail(FP_ERR_INVALID_ARG, "fp_pay_topup_idempotent: NULL argument");
-    fp_status st = fp_store_check_id("fp_pay_topup_idempotent: merchant", merchant_id, 0);
-    if (st == FP_OK) st = fp_pay_check_idem_key("fp_pay_topup_idempotent", idempotency_key);
-    if (st == FP_OK) st = fp_store_check_id("fp_pay_topup_idempotent: user", user_id, 0);
-    if (st == FP_OK) st = fp_pay_check_currency("fp_pay_topup_idempotent", currency);
-    if (st == FP_OK) st = fp_pay_check_amount("fp_pay_topup_idempotent", amount);
-    if (st == FP_OK && reference)
-        st = fp_store_check_text("fp_pay_topup_idempotent: reference", reference, 127);
-    if (st != FP_OK) return st;
+    if (!merchant_id || !idempotency_key)
+        return fp_fail(FP_ERR_INVALID_ARG, "fp_pay_topup_idempotent: merchant and key are required");
     topup_ctx c;
-    memset(&c, 0, sizeof c);
-    c.user_id = user_id;
-    c.currency = currency;
-    c.reference = reference;
-    c.amount = amount;
-    c.now = fp_pay_now(pay);
-    c.merchant = merchant_id;
-    c.key = idempotency_key;
-    crypto_hash_sha256_state h;
-    crypto_hash_sha256_init(&h);
-    h_str(&h, "facepay topup v1");
-    h_str(&h, merchant_id);
-    h_str(&h, user_id);
-    h_str(&h, currency);
-    h_i64(&h, amount);
-    h_str(&h, reference ? reference : "");
-    crypto_hash_sha256_final(&h, c.req_hash);
-    st = fp_store_tx(pay->store, topup_tx, &c);
+    fp_status st = topup_run(pay, "fp_pay_topup_idempotent", merchant_id, idempotency_key, user_id,
+                             currency, amount, reference, &c);
     if (st != FP_OK) return st;
     out->txn_id = c.txn_id;
     out->amount = amount; /* part of the request hash, so equal to the stored top-up's */
