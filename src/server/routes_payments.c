@@ -274,10 +274,11 @@ void srv_route_session_create(srv_req *rq, srv_resp *r) {
         fp_challenge_code(&c, code, sizeof code);
         fp_challenge_format(&c, prompt, sizeof prompt);
     }
+    /* max_frames: the terminal sizes its capture to what POST /v1/payments will take (413 above) */
     srv_json(r, 201,
-             json_pack("{s:s,s:s,s:s,s:o,s:I,s:i,s:s?}", "session_id", id, "challenge", code, "prompt", prompt, "steps",
-                       steps_json(none ? NULL : &c), "expires_at", (json_int_t)expires,
-                       "expires_in_s", s->o.session_ttl_s, "terminal_id", terminal));
+             json_pack("{s:s,s:s,s:s,s:o,s:I,s:i,s:i,s:s?}", "session_id", id, "challenge", code, "prompt", prompt,
+                       "steps", steps_json(none ? NULL : &c), "expires_at", (json_int_t)expires, "expires_in_s",
+                       s->o.session_ttl_s, "max_frames", s->o.max_frames, "terminal_id", terminal));
 out:
     srv_form_free(&f);
 }
@@ -508,6 +509,7 @@ void srv_route_payment_create(srv_req *rq, srv_resp *r) {
     json_object_set_new(j, "payment_id", json_integer(p.id));
     if (!p.replayed) atomic_fetch_add(&s->metrics.payments[decision], 1);
     srv_json(r, http, j);
+    r->idem_replayed = p.replayed; /* the ledger's record (e.g. after a restart): nothing moved */
     keep = 1;
 out:
     if (idem_open) srv_idem_end(s, rq->merchant, idem, r, keep);
@@ -599,6 +601,7 @@ void srv_route_refund(srv_req *rq, const char *id_s, srv_resp *r) {
         if (!res.replayed) atomic_fetch_add(&s->metrics.refunds, 1);
         srv_json(r, 201, json_pack("{s:I,s:I,s:b,s:o}", "refund_id", (json_int_t)res.refund_id, "amount",
                                    (json_int_t)res.amount, "replayed", res.replayed, "payment", srv_payment_json(&res.payment)));
+        r->idem_replayed = res.replayed;
     }
     srv_idem_end(s, rq->merchant, idem, r, st == FP_OK);
 out:
