@@ -1217,6 +1217,12 @@ fp_status fp_pay_refund(fp_pay *pay, const char *merchant_id, const char *idempo
 
 /* Any payment by id (the caller checks out->merchant_id against the authenticated merchant). */
 fp_status fp_pay_get(fp_pay *pay, int64_t payment_id, fp_payment *out);
+/* The payment a charge under this merchant's idempotency key made, with out->replayed = 1: for a
+ * terminal retrying after the server forgot the request (a restart), before it needs anything the
+ * retry may lack. FP_ERR_NOT_FOUND when the key is unused; FP_ERR_PAY_CONFLICT when a refund or a
+ * top-up used it. The caller compares what it can (terminal, amount, currency) with the retry. */
+fp_status fp_pay_charge_by_key(fp_pay *pay, const char *merchant_id, const char *idempotency_key,
+                               fp_payment *out);
 
 /* ---- Evidence chain and self-checks (src/pay/evidence.c, src/pay/ledger.c) ---- */
 

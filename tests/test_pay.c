@@ -4,7 +4,7 @@
  * idempotent replays and conflicts, refunds never above the captured amount, per-payment and daily
  * limits, step-up by PIN (argon2id) and phone digits with the lock after 5 failures, expiry and
  * cancellation, API keys (keyed hashes, constant-time compare, revocation, rate limit, scopes),
- * durable top-up idempotency (also across a reopen), the upgrade of a schema-2 file (old keys keep
+ * durable top-up idempotency (also across a reopen), a charge found by its key, the upgrade of a schema-2 file (old keys keep
  * every scope, old idempotency records still replay), the evidence chain (an edited or deleted
  * record is found by its seq), GDPR deletion, and a long random run (fixed seed) after which the
  * ledger self-check passes, until a posting is altered.
@@ -1107,6 +1107,17 @@ static void test_topup_idempotent(void **state) {
     ASSERT_STATUS(fp_pay_topup_idempotent(f->pay, "shop", "tu-1", "tina", "EUR", 9999, "cash", &t2),
                   FP_ERR_PAY_CONFLICT);
     assert_int_equal(wallet_balance(f, "tina", "EUR"), 2600 - 300 + 2500);
+    /* a charge found by its key alone (what a server asks when a retry outlived its memory) */
+    fp_payment byk;
+    ASSERT_OK(fp_pay_charge_by_key(f->pay, "shop", "order-1", &byk));
+    assert_true(byk.replayed);
+    assert_int_equal(byk.id, p.id);
+    assert_int_equal(byk.amount, 300);
+    assert_string_equal(byk.terminal_id, "till-1");
+    ASSERT_STATUS(fp_pay_charge_by_key(f->pay, "shop", "tu-1", &byk), FP_ERR_PAY_CONFLICT);
+    assert_int_equal(byk.id, 0);
+    ASSERT_STATUS(fp_pay_charge_by_key(f->pay, "cafe", "order-1", &byk), FP_ERR_NOT_FOUND);
+    ASSERT_STATUS(fp_pay_charge_by_key(f->pay, "shop", "", &byk), FP_ERR_INVALID_ARG);
     assert_ledger_ok(f);
 }
 

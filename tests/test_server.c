@@ -20,7 +20,8 @@
  * face; two faces (group photos, and the enrolled customer with someone beside him); still photos
  * against an active challenge (spoof); insufficient funds; per-payment and daily limits.
  * Last: GDPR deletion, after which the customer's face pays nothing, the ledger self-check and the
- * evidence chain; and top-up idempotency across a server restart on the same database file.
+ * evidence chain; and idempotency (a top-up, the first payment) across a server restart on the
+ * same database file.
  *
  * Payments need frames no earlier payment used (the server declines a replayed capture), so the
  * newer tests send fixture frames with a marked corner (mp_fresh_frame), as a camera would send new
@@ -268,6 +269,7 @@ static struct {
     char limited_auth[200];  /* a third key, drained by the rate-limit test */
     char scoped_auth[3][200]; /* one scope each: payments, refunds, customers */
     long long pay1;          /* the approved payment */
+    char pay1_session[64];   /* its session (the restart test sends that request again) */
     int approved;            /* payments approved so far (the metrics test counts them) */
     int variant;             /* last fresh-frame variant handed out */
 } G;
@@ -838,6 +840,7 @@ static void test_payment_idempotent(void **state) {
     assert_string_equal(jstr(r.json, "customer_id"), "franck");
     assert_string_equal(jstr(r.json, "identification.decision"), "match");
     G.pay1 = jint(r.json, "id");
+    snprintf(G.pay1_session, sizeof G.pay1_session, "%s", sid);
     G.approved++;
     assert_int_equal(balance(), 8750);
 
@@ -1504,9 +1507,10 @@ static void test_scopes(void **state) {
     resp_free(&r);
 }
 
-/* Top-up idempotency survives the server: credit, stop the server, start a new one on the same
- * database file (its memory of responses is gone), retry. */
-static void test_topup_restart(void **state) {
+/* Idempotency survives the server: credit, stop the server, start a new one on the same database
+ * file (its memory of responses and its sessions are gone), retry the top-up and the first
+ * payment: the same results, nothing moves. */
+static void test_restart(void **state) {
     (void)state;
     NEED_SERVER();
     resp r, r2;
@@ -1556,6 +1560,29 @@ static void test_topup_restart(void **state) {
     assert_string_equal(jstr(r.json, "error.code"), "idempotency_conflict");
     resp_free(&r);
     expect_unmoved(&before, "topper", 0);
+    /* the first payment's request again: its session died with the old server, the ledger answers */
+    ledger_snap books = ledger_now("franck");
+    mp m = {0};
+    payment_body(&m, G.pay1_session, 1250, FRAMES_PAY, 3);
+    pay("pay-1", &m, &r);
+    free(m.buf);
+    EXPECT_STATUS(&r, 200);
+    assert_int_equal(jint(r.json, "id"), G.pay1);
+    assert_true(json_is_true(json_object_get(r.json, "replayed")));
+    assert_string_equal(jstr(r.json, "status"), "approved");
+    assert_string_equal(jstr(r.json, "state"), "partially_refunded"); /* as it is now */
+    assert_non_null(header(&r, "Idempotent-Replayed"));
+    resp_free(&r);
+    memset(&m, 0, sizeof m);
+    payment_body(&m, G.pay1_session, 1300, FRAMES_PAY, 3);
+    pay("pay-1", &m, &r);
+    EXPECT_ERROR(&r, 409, "idempotency_conflict");
+    resp_free(&r);
+    pay("restart-1", &m, &r); /* a top-up's key */
+    free(m.buf);
+    EXPECT_ERROR(&r, 409, "idempotency_conflict");
+    resp_free(&r);
+    expect_unmoved(&books, "franck", 0);
     /* a new key still credits */
     post_json("/v1/customers/topper/topup", "Idempotency-Key: restart-3\r\n", "{\"amount\":1,\"currency\":\"EUR\"}", &r);
     EXPECT_STATUS(&r, 200);
@@ -1576,7 +1603,7 @@ int main(void) {
         cmocka_unit_test(test_payment_refusals), cmocka_unit_test(test_no_face),
         cmocka_unit_test(test_two_faces),       cmocka_unit_test(test_spoof_photos),
         cmocka_unit_test(test_insufficient_funds), cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_delete_customer), cmocka_unit_test(test_topup_restart),
+        cmocka_unit_test(test_delete_customer), cmocka_unit_test(test_restart),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1569,6 +1569,37 @@ fp_status fp_pay_get(fp_pay *pay, int64_t payment_id, fp_payment *out) {
     return fp_store_read(pay->store, payment_get_tx, &c);
 }
 
+typedef struct by_key_ctx {
+    const char *merchant, *key;
+    fp_payment *out;
+} by_key_ctx;
+
+static fp_status charge_by_key_tx(fp_store *s, void *p) {
+    by_key_ctx *c = p;
+    idem_row ir;
+    fp_status res = idem_load(s, c->merchant, c->key, &ir);
+    if (res != FP_OK) return res;
+    if (!ir.found) return fp_fail(FP_ERR_NOT_FOUND, "idempotency key \"%.64s\" is unused", c->key);
+    if (strcmp(ir.op, "charge") != 0)
+        return fp_fail(FP_ERR_PAY_CONFLICT, "idempotency key \"%.64s\" was used for a %s", c->key,
+                       ir.op);
+    return payment_load(s, ir.payment_id, c->out);
+}
+
+fp_status fp_pay_charge_by_key(fp_pay *pay, const char *merchant_id, const char *idempotency_key,
+                               fp_payment *out) {
+    if (out) memset(out, 0, sizeof *out);
+    if (!pay || !out) return fp_fail(FP_ERR_INVALID_ARG, "fp_pay_charge_by_key: NULL argument");
+    fp_status st = fp_store_check_id("fp_pay_charge_by_key: merchant", merchant_id, 0);
+    if (st == FP_OK) st = fp_pay_check_idem_key("fp_pay_charge_by_key", idempotency_key);
+    if (st != FP_OK) return st;
+    by_key_ctx c = {merchant_id, idempotency_key, out};
+    st = fp_store_read(pay->store, charge_by_key_tx, &c);
+    if (st != FP_OK) memset(out, 0, sizeof *out);
+    else out->replayed = 1;
+    return st;
+}
+
 static fp_status account_get_tx(fp_store *s, void *p) {
     read_ctx *c = p;
     if (c->owner) return acct_find(s, c->kind, c->owner, c->currency, c->acct);

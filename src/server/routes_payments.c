@@ -4,7 +4,8 @@
  * frames, read a payment, step-up with the PIN, refund, cancel; and the idempotency records.
  *
  * A payment request, in order: authenticate; parse and validate; idempotency (a key already
- * answered with the same request replays the stored response, with another request is 409); claim
+ * answered with the same request replays the stored response, with another request is 409; a key
+ * only the ledger knows, after a restart, replays the payment it made); claim
  * the session (unknown 404, expired 410, used 409); decode the frames; check their pixel hashes
  * against frames already used in other sessions (a replayed capture) and record them; analyse on a
  * worker (challenge over all frames, identifier on the best ones); decide and move money in one
@@ -365,6 +366,34 @@ static int frames_check_and_record(fp_server *s, char (*hash)[33], int n, const 
     return replayed;
 }
 
+/* A retry the server's memory does not know (it restarted, or the record aged out): the ledger's
+ * record of the key answers, before the session is looked at (sessions live in memory and die with
+ * the process). The frames cannot be compared (the ledger keeps their decision, not their bytes),
+ * so terminal, amount and currency must match. 1: go on with a new payment; 0: r holds the answer
+ * (*keep set when it is a replay worth remembering). */
+static int ledger_replay(fp_server *s, const char *merchant, const char *idem, const char *terminal, int64_t amount,
+                         const char *currency, srv_resp *r, int *keep) {
+    fp_payment prev;
+    fp_status st = fp_pay_charge_by_key(s->pay, merchant, idem, &prev);
+    if (st == FP_ERR_NOT_FOUND) return 1;
+    if (st == FP_ERR_PAY_CONFLICT)
+        srv_error(r, 409, "idempotency_conflict", NULL, "%s", fp_last_error());
+    else if (st)
+        srv_error_status(r, st, "reading the idempotency key");
+    else if (strcmp(prev.terminal_id, terminal) || prev.amount != amount || strcmp(prev.currency, currency))
+        srv_error(r, 409, "idempotency_conflict", NULL, "this Idempotency-Key was used for a different request");
+    else {
+        json_t *j = srv_payment_json(&prev);
+        json_object_set_new(j, "payment_id", json_integer(prev.id));
+        json_object_set_new(j, "replayed", json_true());
+        srv_json(r, prev.state == FP_PAY_AUTHORISED ? 402 : 200, j);
+        r->idem_replayed = 1;
+        atomic_fetch_add(&s->metrics.idem_replays, 1);
+        *keep = 1;
+    }
+    return 0;
+}
+
 void srv_route_payment_create(srv_req *rq, srv_resp *r) {
     fp_server *s = rq->s;
     srv_form f;
@@ -411,6 +440,7 @@ void srv_route_payment_create(srv_req *rq, srv_resp *r) {
     payment_hash(terminal, amount, currency, session, &f, h);
     if (!srv_idem_begin(s, rq->merchant, idem, h, r)) goto out;
     idem_open = 1;
+    if (!ledger_replay(s, rq->merchant, idem, terminal, amount, currency, r, &keep)) goto out;
     if (!session_claim(s, rq->merchant, terminal, session, &ss, r)) goto out;
     claimed = 1;
     if (!srv_decode_frames(s, &f, 100.0, &imgs, &t, r)) goto out;
