@@ -1,7 +1,9 @@
 /*
  * cmd_demo.c - `facepay demo`: a scripted terminal story with no browser. It starts the payment
  * service in-process on 127.0.0.1 and talks to it over HTTP like a kiosk would: a merchant with a
- * terminal and an API key, customer franck with a PIN enrolled from franck.mp4, a top-up, a face
+ * terminal and two API keys of different scopes (the desk's for customers and refunds, the
+ * kiosk's for payments only, which is refused a top-up), customer franck with a PIN enrolled from
+ * franck.mp4, a top-up, a face
  * payment whose active-liveness challenge ("blink twice, then turn left") is answered by the
  * 40-47 s window of the same video, a partial refund, an impostor refused, and a replay of franck's
  * frames refused. Each step prints what happened and the balances; the exit code is non-zero when
@@ -31,7 +33,8 @@
 
 typedef struct demo {
     http_client *http;
-    char auth[160];
+    char auth[160]; /* the key requests go out with: one of the two below */
+    char desk_auth[160], kiosk_auth[160];
     int failures;
     int step;
     double last_ms; /* duration of the last request */
@@ -86,11 +89,17 @@ static json_t *call_json(demo *d, const char *method, const char *path, const ch
     return j;
 }
 
+/* Which key the next requests carry. */
+static void use_key(demo *d, const char *auth) { snprintf(d->auth, sizeof d->auth, "%s", auth); }
+
 static long long balance(demo *d, const char *customer) {
-    char path[128];
+    char path[128], was[sizeof d->auth];
     snprintf(path, sizeof path, "/v1/customers/%s?currency=EUR", customer);
     int st;
+    memcpy(was, d->auth, sizeof was);
+    use_key(d, d->desk_auth); /* reading a customer is the desk's right, not the kiosk's */
     json_t *j = call_json(d, "GET", path, NULL, NULL, &st);
+    use_key(d, was);
     long long b = st == 200 ? (long long)json_integer_value(json_object_get(json_object_get(j, "wallet"), "balance")) : -1;
     json_decref(j);
     return b;
@@ -195,9 +204,10 @@ int cmd_demo(int argc, char **argv) {
     static const char usage[] =
         "usage: facepay demo [--db DB] [--key FILE] [--web DIR] [--port N]\n"
         "A scripted terminal story over the HTTP API of an in-process server (127.0.0.1): merchant, terminal\n"
-        "and API key, customer franck (PIN) enrolled from franck.mp4, top-up, a face payment answering the\n"
-        "challenge \"blink twice, then turn left\" with the video's 40-47 s window, a partial refund, an\n"
-        "impostor refused, a replayed capture refused, then the ledger and evidence checks. Without --db the\n"
+        "and two API keys (desk: customers, refunds; kiosk: payments, refused a top-up), customer franck\n"
+        "(PIN) enrolled from franck.mp4, top-up, a face payment answering the challenge \"blink twice, then\n"
+        "turn left\" with the video's 40-47 s window, a partial refund, an impostor refused, a replayed\n"
+        "capture refused, then the ledger and evidence checks. Without --db the\n"
         "database lives in a temporary folder removed at the end; --db must name a new file (its key: --key\n"
         "FILE, or FACEPAY_KEY, or a new DB.key file next to it). Exit 1 when any step misbehaves.\n";
     const char *db = NULL, *key_file = NULL, *web = FP_SOURCE_DIR "/web";
@@ -286,20 +296,27 @@ int cmd_demo(int argc, char **argv) {
         goto out;
     }
 
-    /* 1. merchant, terminal, API key: operator set-up, in-process */
-    say(&d, "Merchant demo-shop with terminal kiosk-1 and an API key (operator set-up)");
+    /* 1. merchant, terminal, API keys: operator set-up, in-process */
+    say(&d, "Merchant demo-shop with terminal kiosk-1 and two API keys (operator set-up): the desk's\n"
+            "    (scopes customers, refunds) and the kiosk's (scope payments)");
     fp_pay *payh = fp_server_pay(srv);
-    char api_key[FP_PAY_KEY_LEN + 1], key_id[FP_PAY_KEY_ID_LEN + 1];
+    char desk_key[FP_PAY_KEY_LEN + 1], desk_id[FP_PAY_KEY_ID_LEN + 1];
+    char kiosk_key[FP_PAY_KEY_LEN + 1], kiosk_id[FP_PAY_KEY_ID_LEN + 1];
     int ok = fp_pay_merchant_create(payh, "demo-shop", "Demo shop") == FP_OK &&
              fp_pay_terminal_create(payh, "demo-shop", "kiosk-1", "Kiosk 1") == FP_OK &&
-             fp_pay_key_issue(payh, "demo-shop", api_key, key_id) == FP_OK;
-    check(&d, ok, "merchant, terminal and key created");
+             fp_pay_key_issue_scoped(payh, "demo-shop", FP_PAY_SCOPE_CUSTOMERS | FP_PAY_SCOPE_REFUNDS, desk_key,
+                                     desk_id) == FP_OK &&
+             fp_pay_key_issue_scoped(payh, "demo-shop", FP_PAY_SCOPE_PAYMENTS, kiosk_key, kiosk_id) == FP_OK;
+    check(&d, ok, "merchant, terminal and keys created");
     if (!ok) {
         rc = 1;
         goto out;
     }
-    printf("    API key id %s (the key itself is shown once; the kiosk sends it as a Bearer token)\n", key_id);
-    snprintf(d.auth, sizeof d.auth, "Authorization: Bearer %s\r\nX-Terminal-Id: kiosk-1\r\n", api_key);
+    printf("    API key ids: desk %s, kiosk %s (keys are shown once; clients send them as Bearer tokens)\n", desk_id,
+           kiosk_id);
+    snprintf(d.desk_auth, sizeof d.desk_auth, "Authorization: Bearer %s\r\n", desk_key);
+    snprintf(d.kiosk_auth, sizeof d.kiosk_auth, "Authorization: Bearer %s\r\nX-Terminal-Id: kiosk-1\r\n", kiosk_key);
+    use_key(&d, d.desk_auth);
 
     /* 2. customer with a PIN */
     say(&d, "POST /v1/customers: franck, EUR wallet, PIN for step-ups");
@@ -343,6 +360,17 @@ int cmd_demo(int argc, char **argv) {
                   json_pack("{s:I,s:s,s:s}", "amount", (json_int_t)10000, "currency", "EUR", "reference", "demo cash"), &status);
     check(&d, status == 200 && json_integer_value(json_object_get(j, "balance")) == 10000, "balance 100.00 EUR");
     json_decref(j);
+    /* the kiosk's key is for payments: it cannot credit a wallet */
+    say(&d, "The kiosk's key tries a top-up: refused, it has only the payments scope");
+    use_key(&d, d.kiosk_auth);
+    j = call_json(&d, "POST", "/v1/customers/franck/topup", "Idempotency-Key: demo-topup-2\r\n",
+                  json_pack("{s:I,s:s}", "amount", (json_int_t)10000, "currency", "EUR"), &status);
+    {
+        const char *code = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+        check(&d, status == 403 && code && !strcmp(code, "insufficient_scope"), "403 insufficient_scope");
+    }
+    json_decref(j);
+    check(&d, balance(&d, "franck") == 10000, "balance still 100.00 EUR");
 
     /* 5. pay with the challenge answered by the video */
     say(&d, "POST /v1/payments: 12.50 EUR; challenge \"blink twice, then turn your head to your left\", answered by\n"
@@ -363,6 +391,7 @@ int cmd_demo(int argc, char **argv) {
             goto out;
         }
         printf("    %d frames, %.1f MB\n", n, mp.len / 1048576.0);
+        use_key(&d, d.kiosk_auth);
         j = pay(&d, sid, 1250, "demo-pay-1", &mp, &status);
         http_multipart_free(&mp);
         if (j) print_payment(&d, j);
@@ -380,6 +409,7 @@ int cmd_demo(int argc, char **argv) {
     {
         char path[96];
         snprintf(path, sizeof path, "/v1/payments/%lld/refunds", pay_id);
+        use_key(&d, d.desk_auth);
         j = call_json(&d, "POST", path, "Idempotency-Key: demo-refund-1\r\n", json_pack("{s:I}", "amount", (json_int_t)500),
                       &status);
         json_t *pp = json_object_get(j, "payment");
@@ -394,6 +424,7 @@ int cmd_demo(int argc, char **argv) {
     /* 7. an impostor */
     say(&d, "An impostor at the kiosk: POST /v1/sessions (random challenge), then photos of other people");
     {
+        use_key(&d, d.kiosk_auth);
         j = call_json(&d, "POST", "/v1/sessions", NULL, json_object(), &status);
         char sid[64] = "";
         if (status == 201) {

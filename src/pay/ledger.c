@@ -1,7 +1,8 @@
 /*
  * ledger.c - the double-entry ledger: customers and their wallets, merchant and system accounts,
- * top-ups, charges (authorise + capture), step-up verification, cancellation and expiry,
- * refunds, GDPR deletion, statements, and the ledger self-check.
+ * top-ups (optionally under an idempotency key), charges (authorise + capture), step-up
+ * verification, cancellation and expiry, refunds, GDPR deletion, statements, and the ledger
+ * self-check.
  *
  * How money moves: every change is one SQL transaction (fp_store_tx: BEGIN IMMEDIATE, so two
  * writers, in this process or another, never interleave). Inside it a journal row (pay_txns)
@@ -659,16 +660,16 @@ typedef struct idem_row {
     int found;
     char op[16];
     uint8_t hash[32];
-    int64_t payment_id, refund_id;
+    int64_t payment_id, refund_id, txn_id;
 } idem_row;
 
 static fp_status idem_load(fp_store *s, const char *merchant, const char *key, idem_row *r) {
     memset(r, 0, sizeof *r);
     sqlite3_stmt *st = NULL;
     fp_status res = fp_store_prepare(s,
-                                     "SELECT operation, request_hash, payment_id, "
-                                     "coalesce(refund_id, 0) FROM pay_idempotency "
-                                     "WHERE merchant_id = ? AND key = ?",
+                                     "SELECT operation, request_hash, coalesce(payment_id, 0), "
+                                     "coalesce(refund_id, 0), coalesce(txn_id, 0) "
+                                     "FROM pay_idempotency WHERE merchant_id = ? AND key = ?",
                                      &st);
     if (res != FP_OK) return res;
     sqlite3_bind_text(st, 1, merchant, -1, SQLITE_STATIC);
@@ -680,6 +681,7 @@ static fp_status idem_load(fp_store *s, const char *merchant, const char *key, i
         memcpy(r->hash, sqlite3_column_blob(st, 1), 32);
         r->payment_id = sqlite3_column_int64(st, 2);
         r->refund_id = sqlite3_column_int64(st, 3);
+        r->txn_id = sqlite3_column_int64(st, 4);
     } else if (rc == SQLITE_ROW) {
         res = fp_fail(FP_ERR_FORMAT, "idempotency record is damaged");
     } else if (rc != SQLITE_DONE) {
@@ -698,23 +700,25 @@ static fp_status idem_match(const idem_row *r, const char *op, const uint8_t has
                    r->op);
 }
 
+/* A charge or refund names its payment (and refund); a top-up names its transaction. */
 static fp_status idem_store(fp_store *s, const char *merchant, const char *key, const char *op,
                             const uint8_t hash[32], int64_t payment_id, int64_t refund_id,
-                            int64_t now) {
+                            int64_t txn_id, int64_t now) {
     sqlite3_stmt *st = NULL;
     fp_status res = fp_store_prepare(s,
                                      "INSERT INTO pay_idempotency(merchant_id, key, operation, "
-                                     "request_hash, payment_id, refund_id, created_ms) "
-                                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                     "request_hash, payment_id, refund_id, txn_id, created_ms) "
+                                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                      &st);
     if (res != FP_OK) return res;
     sqlite3_bind_text(st, 1, merchant, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, op, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 4, hash, 32, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, payment_id);
+    if (payment_id > 0) sqlite3_bind_int64(st, 5, payment_id);
     if (refund_id > 0) sqlite3_bind_int64(st, 6, refund_id);
-    sqlite3_bind_int64(st, 7, now);
+    if (txn_id > 0) sqlite3_bind_int64(st, 7, txn_id);
+    sqlite3_bind_int64(st, 8, now);
     return fp_pay_step_done(s, st, "storing an idempotency key");
 }
 
@@ -957,7 +961,7 @@ static fp_status charge_tx(fp_store *s, void *p) {
     sqlite3_bind_int64(st, 2, pid);
     res = fp_pay_step_done(s, st, "linking the evidence");
     if (res == FP_OK)
-        res = idem_store(s, r->merchant_id, r->idempotency_key, "charge", c->req_hash, pid, 0,
+        res = idem_store(s, r->merchant_id, r->idempotency_key, "charge", c->req_hash, pid, 0, 0,
                          c->now);
     if (res == FP_OK) c->out->evidence_seq = seq;
     return res;
@@ -1285,7 +1289,7 @@ static fp_status refund_tx(fp_store *s, void *p) {
         payment_set(s, pm.id, refunded == pm.captured ? FP_PAY_REFUNDED : FP_PAY_PARTIALLY_REFUNDED,
                     pm.captured, refunded, "", c->now);
     if (res == FP_OK)
-        res = idem_store(s, c->merchant, c->key, "refund", c->req_hash, pm.id, rid, c->now);
+        res = idem_store(s, c->merchant, c->key, "refund", c->req_hash, pm.id, rid, 0, c->now);
     if (res == FP_OK) res = payment_load(s, pm.id, &o->payment);
     if (res != FP_OK) return res;
     o->refund_id = rid;
@@ -1328,11 +1332,51 @@ fp_status fp_pay_refund(fp_pay *pay, const char *merchant_id, const char *idempo
 typedef struct topup_ctx {
     const char *user_id, *currency, *reference;
     int64_t amount, now, txn_id;
+    /* fp_pay_topup_idempotent only */
+    const char *merchant, *key;
+    uint8_t req_hash[32];
+    int64_t balance_after;
+    int replayed;
 } topup_ctx;
+
+/* The balance a top-up left in the wallet (its credit posting's). */
+static fp_status topup_balance(fp_store *s, int64_t txn_id, int64_t *balance_after) {
+    sqlite3_stmt *st = NULL;
+    fp_status res = fp_store_prepare(s,
+                                     "SELECT p.balance_after FROM pay_postings p "
+                                     "JOIN pay_txns t ON t.id = p.txn_id "
+                                     "WHERE p.txn_id = ? AND t.kind = 'topup' AND p.amount > 0",
+                                     &st);
+    if (res != FP_OK) return res;
+    sqlite3_bind_int64(st, 1, txn_id);
+    res = step_row(s, st, "reading a top-up", "");
+    if (res == FP_ERR_NOT_FOUND)
+        return fp_fail(FP_ERR_FORMAT, "top-up transaction %lld is missing or not a top-up",
+                       (long long)txn_id);
+    if (res != FP_OK) return res;
+    *balance_after = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return FP_OK;
+}
 
 static fp_status topup_tx(fp_store *s, void *p) {
     topup_ctx *c = p;
     c->txn_id = 0;
+    c->balance_after = 0;
+    c->replayed = 0;
+    if (c->key) {
+        idem_row ir;
+        fp_status res = idem_load(s, c->merchant, c->key, &ir);
+        if (res != FP_OK) return res;
+        if (ir.found) {
+            res = idem_match(&ir, "topup", c->req_hash, c->key);
+            if (res == FP_OK) res = topup_balance(s, ir.txn_id, &c->balance_after);
+            if (res != FP_OK) return res;
+            c->txn_id = ir.txn_id;
+            c->replayed = 1;
+            return FP_OK;
+        }
+    }
     cust_row cr;
     fp_status res = cust_require(s, c->user_id, &cr);
     sodium_memzero(&cr, sizeof cr);
@@ -1344,24 +1388,81 @@ static fp_status topup_tx(fp_store *s, void *p) {
         return fp_fail(FP_ERR_PAY_STATE, "wallet %lld is closed", (long long)wallet.id);
     res = acct_ensure(s, FP_ACCOUNT_FUNDING, "", c->currency, c->now, &funding);
     if (res != FP_OK) return res;
-    return transfer(s, FP_TXN_TOPUP, funding.id, wallet.id, c->currency, c->amount, 0, 0,
-                    c->reference, c->now, &c->txn_id);
+    res = transfer(s, FP_TXN_TOPUP, funding.id, wallet.id, c->currency, c->amount, 0, 0,
+                   c->reference, c->now, &c->txn_id);
+    if (res != FP_OK || !c->key) return res;
+    res = topup_balance(s, c->txn_id, &c->balance_after);
+    if (res == FP_OK)
+        res = idem_store(s, c->merchant, c->key, "topup", c->req_hash, 0, 0, c->txn_id, c->now);
+    return res;
+}
+
+/* Validates and runs one top-up; merchant and key NULL for a top-up without idempotency key. */
+static fp_status topup_run(fp_pay *pay, const char *what, const char *merchant_id,
+                           const char *idempotency_key, const char *user_id, const char *currency,
+                           int64_t amount, const char *reference, topup_ctx *c) {
+    memset(c, 0, sizeof *c);
+    char label[64];
+    fp_status st = FP_OK;
+    if (merchant_id || idempotency_key) {
+        snprintf(label, sizeof label, "%s: merchant", what);
+        st = fp_store_check_id(label, merchant_id, 0);
+        if (st == FP_OK) st = fp_pay_check_idem_key(what, idempotency_key);
+    }
+    snprintf(label, sizeof label, "%s: user", what);
+    if (st == FP_OK) st = fp_store_check_id(label, user_id, 0);
+    if (st == FP_OK) st = fp_pay_check_currency(what, currency);
+    if (st == FP_OK) st = fp_pay_check_amount(what, amount);
+    snprintf(label, sizeof label, "%s: reference", what);
+    if (st == FP_OK && reference) st = fp_store_check_text(label, reference, 127);
+    if (st != FP_OK) return st;
+    c->user_id = user_id;
+    c->currency = currency;
+    c->reference = reference;
+    c->amount = amount;
+    c->now = fp_pay_now(pay);
+    c->merchant = merchant_id;
+    c->key = idempotency_key;
+    if (idempotency_key) {
+        crypto_hash_sha256_state h;
+        crypto_hash_sha256_init(&h);
+        h_str(&h, "facepay topup v1");
+        h_str(&h, merchant_id);
+        h_str(&h, user_id);
+        h_str(&h, currency);
+        h_i64(&h, amount);
+        h_str(&h, reference ? reference : "");
+        crypto_hash_sha256_final(&h, c->req_hash);
+    }
+    return fp_store_tx(pay->store, topup_tx, c);
 }
 
 fp_status fp_pay_topup(fp_pay *pay, const char *user_id, const char *currency, int64_t amount,
                        const char *reference, int64_t *txn_id) {
     if (txn_id) *txn_id = 0;
     if (!pay) return fp_fail(FP_ERR_INVALID_ARG, "fp_pay_topup: NULL handle");
-    fp_status st = fp_store_check_id("fp_pay_topup: user", user_id, 0);
-    if (st == FP_OK) st = fp_pay_check_currency("fp_pay_topup", currency);
-    if (st == FP_OK) st = fp_pay_check_amount("fp_pay_topup", amount);
-    if (st == FP_OK && reference)
-        st = fp_store_check_text("fp_pay_topup: reference", reference, 127);
-    if (st != FP_OK) return st;
-    topup_ctx c = {user_id, currency, reference, amount, fp_pay_now(pay), 0};
-    st = fp_store_tx(pay->store, topup_tx, &c);
+    topup_ctx c;
+    fp_status st = topup_run(pay, "fp_pay_topup", NULL, NULL, user_id, currency, amount, reference, &c);
     if (st == FP_OK && txn_id) *txn_id = c.txn_id;
     return st;
+}
+
+fp_status fp_pay_topup_idempotent(fp_pay *pay, const char *merchant_id, const char *idempotency_key,
+                                  const char *user_id, const char *currency, int64_t amount,
+                                  const char *reference, fp_pay_topup_result *out) {
+    if (out) memset(out, 0, sizeof *out);
+    if (!pay || !out) return fp_fail(FP_ERR_INVALID_ARG, "fp_pay_topup_idempotent: NULL argument");
+    if (!merchant_id || !idempotency_key)
+        return fp_fail(FP_ERR_INVALID_ARG, "fp_pay_topup_idempotent: merchant and key are required");
+    topup_ctx c;
+    fp_status st = topup_run(pay, "fp_pay_topup_idempotent", merchant_id, idempotency_key, user_id,
+                             currency, amount, reference, &c);
+    if (st != FP_OK) return st;
+    out->txn_id = c.txn_id;
+    out->amount = amount; /* part of the request hash, so equal to the stored top-up's */
+    out->balance_after = c.balance_after;
+    out->replayed = c.replayed;
+    return FP_OK;
 }
 
 static fp_status cust_delete_tx(fp_store *s, void *p) {
@@ -1466,6 +1567,37 @@ fp_status fp_pay_get(fp_pay *pay, int64_t payment_id, fp_payment *out) {
     if (!pay || !out) return fp_fail(FP_ERR_INVALID_ARG, "fp_pay_get: NULL argument");
     read_ctx c = {payment_id, NULL, NULL, FP_ACCOUNT_CUSTOMER, NULL, out};
     return fp_store_read(pay->store, payment_get_tx, &c);
+}
+
+typedef struct by_key_ctx {
+    const char *merchant, *key;
+    fp_payment *out;
+} by_key_ctx;
+
+static fp_status charge_by_key_tx(fp_store *s, void *p) {
+    by_key_ctx *c = p;
+    idem_row ir;
+    fp_status res = idem_load(s, c->merchant, c->key, &ir);
+    if (res != FP_OK) return res;
+    if (!ir.found) return fp_fail(FP_ERR_NOT_FOUND, "idempotency key \"%.64s\" is unused", c->key);
+    if (strcmp(ir.op, "charge") != 0)
+        return fp_fail(FP_ERR_PAY_CONFLICT, "idempotency key \"%.64s\" was used for a %s", c->key,
+                       ir.op);
+    return payment_load(s, ir.payment_id, c->out);
+}
+
+fp_status fp_pay_charge_by_key(fp_pay *pay, const char *merchant_id, const char *idempotency_key,
+                               fp_payment *out) {
+    if (out) memset(out, 0, sizeof *out);
+    if (!pay || !out) return fp_fail(FP_ERR_INVALID_ARG, "fp_pay_charge_by_key: NULL argument");
+    fp_status st = fp_store_check_id("fp_pay_charge_by_key: merchant", merchant_id, 0);
+    if (st == FP_OK) st = fp_pay_check_idem_key("fp_pay_charge_by_key", idempotency_key);
+    if (st != FP_OK) return st;
+    by_key_ctx c = {merchant_id, idempotency_key, out};
+    st = fp_store_read(pay->store, charge_by_key_tx, &c);
+    if (st != FP_OK) memset(out, 0, sizeof *out);
+    else out->replayed = 1;
+    return st;
 }
 
 static fp_status account_get_tx(fp_store *s, void *p) {

@@ -7,9 +7,13 @@
  * give working keys, and a plain hash of a 256-bit random secret needs no slow password hash.
  * Verification compares in constant time and does the same work for an unknown key id (against a
  * dummy hash), then charges the key's token bucket.
+ *
+ * Scopes are stored with the key (a bit set, FP_PAY_SCOPE_*) and handed back by verification: which
+ * scope an operation needs is the HTTP layer's knowledge, so the check is made there, per route.
  */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <sodium.h>
 
@@ -167,10 +171,60 @@ static int parse_key(const char *key, char id[FP_PAY_KEY_ID_LEN + 1]) {
     return 0;
 }
 
+static const struct {
+    unsigned bit;
+    const char *name;
+} SCOPES[] = {
+    {FP_PAY_SCOPE_PAYMENTS, "payments"},
+    {FP_PAY_SCOPE_REFUNDS, "refunds"},
+    {FP_PAY_SCOPE_CUSTOMERS, "customers"},
+};
+
+fp_status fp_pay_scopes_parse(const char *text, unsigned *scopes) {
+    if (scopes) *scopes = 0;
+    if (!text || !scopes) return fp_fail(FP_ERR_INVALID_ARG, "fp_pay_scopes_parse: NULL argument");
+    unsigned bits = 0;
+    for (const char *p = text; *p;) {
+        p += strspn(p, ", ");
+        size_t n = strcspn(p, ", ");
+        if (!n) break;
+        unsigned bit = 0;
+        if (n == 3 && !strncasecmp(p, "all", 3)) bit = FP_PAY_SCOPE_ALL;
+        for (size_t i = 0; i < sizeof SCOPES / sizeof SCOPES[0]; i++)
+            if (strlen(SCOPES[i].name) == n && !strncasecmp(p, SCOPES[i].name, n)) bit = SCOPES[i].bit;
+        if (!bit)
+            return fp_fail(FP_ERR_INVALID_ARG,
+                           "unknown scope \"%.*s\" (scopes: payments, refunds, customers, all)",
+                           (int)(n > 32 ? 32 : n), p);
+        bits |= bit;
+        p += n;
+    }
+    if (!bits)
+        return fp_fail(FP_ERR_INVALID_ARG, "no scope given (scopes: payments, refunds, customers, all)");
+    *scopes = bits;
+    return FP_OK;
+}
+
+void fp_pay_scopes_format(unsigned scopes, char *buf, size_t cap) {
+    if (!buf || !cap) return;
+    buf[0] = '\0';
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof SCOPES / sizeof SCOPES[0]; i++) {
+        if (!(scopes & SCOPES[i].bit)) continue;
+        int n = snprintf(buf + len, cap - len, "%s%s", len ? "," : "", SCOPES[i].name);
+        if (n < 0 || (size_t)n >= cap - len) {
+            buf[len] = '\0'; /* never a cut name: a partial list is still a list of real scopes */
+            return;
+        }
+        len += (size_t)n;
+    }
+}
+
 typedef struct key_issue_ctx {
     const char *merchant;
     const char *id;
     const uint8_t *hash;
+    unsigned scopes;
     int64_t now;
 } key_issue_ctx;
 
@@ -179,21 +233,32 @@ static fp_status key_issue_tx(fp_store *s, void *p) {
     fp_status res = merchant_exists(s, c->merchant);
     if (res != FP_OK) return res;
     sqlite3_stmt *st = NULL;
-    res = fp_store_prepare(
-        s, "INSERT INTO pay_api_keys(id, merchant_id, hash, created_ms) VALUES (?, ?, ?, ?)", &st);
+    res = fp_store_prepare(s,
+                           "INSERT INTO pay_api_keys(id, merchant_id, hash, created_ms, scopes) "
+                           "VALUES (?, ?, ?, ?, ?)",
+                           &st);
     if (res != FP_OK) return res;
     sqlite3_bind_text(st, 1, c->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, c->merchant, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 3, c->hash, 32, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, c->now);
+    sqlite3_bind_int64(st, 5, (int64_t)c->scopes);
     return fp_pay_step_done(s, st, "storing an API key");
 }
 
 fp_status fp_pay_key_issue(fp_pay *pay, const char *merchant_id, char key[FP_PAY_KEY_LEN + 1],
                            char key_id[FP_PAY_KEY_ID_LEN + 1]) {
+    return fp_pay_key_issue_scoped(pay, merchant_id, FP_PAY_SCOPE_ALL, key, key_id);
+}
+
+fp_status fp_pay_key_issue_scoped(fp_pay *pay, const char *merchant_id, unsigned scopes,
+                                  char key[FP_PAY_KEY_LEN + 1], char key_id[FP_PAY_KEY_ID_LEN + 1]) {
     if (key) key[0] = '\0';
     if (key_id) key_id[0] = '\0';
     if (!pay || !key) return fp_fail(FP_ERR_INVALID_ARG, "fp_pay_key_issue: NULL argument");
+    if (scopes < 1 || scopes > FP_PAY_SCOPE_ALL)
+        return fp_fail(FP_ERR_INVALID_ARG, "fp_pay_key_issue: scopes 0x%x are not 1..0x%x", scopes,
+                       FP_PAY_SCOPE_ALL);
     fp_status st = fp_store_check_id("fp_pay_key_issue: merchant", merchant_id, 0);
     if (st != FP_OK) return st;
     uint8_t idb[FP_PAY_KEY_ID_LEN / 2], secret[32], hash[32];
@@ -207,7 +272,7 @@ fp_status fp_pay_key_issue(fp_pay *pay, const char *merchant_id, char key[FP_PAY
     sodium_memzero(secret, sizeof secret);
     sodium_memzero(b64, sizeof b64);
     key_hash(pay, key, hash);
-    key_issue_ctx c = {merchant_id, id, hash, fp_pay_now(pay)};
+    key_issue_ctx c = {merchant_id, id, hash, scopes, fp_pay_now(pay)};
     st = fp_store_tx(pay->store, key_issue_tx, &c);
     if (st != FP_OK) {
         sodium_memzero(key, FP_PAY_KEY_LEN + 1);
@@ -220,6 +285,7 @@ fp_status fp_pay_key_issue(fp_pay *pay, const char *merchant_id, char key[FP_PAY
 typedef struct key_row_ctx {
     const char *id;
     int found, revoked;
+    unsigned scopes;
     uint8_t hash[32];
     char merchant[FP_STORE_ID_MAX + 1];
 } key_row_ctx;
@@ -227,9 +293,12 @@ typedef struct key_row_ctx {
 static fp_status key_row_tx(fp_store *s, void *p) {
     key_row_ctx *c = p;
     c->found = c->revoked = 0;
+    c->scopes = 0;
     sqlite3_stmt *st = NULL;
-    fp_status res = fp_store_prepare(
-        s, "SELECT merchant_id, hash, revoked_ms IS NOT NULL FROM pay_api_keys WHERE id = ?", &st);
+    fp_status res = fp_store_prepare(s,
+                                     "SELECT merchant_id, hash, revoked_ms IS NOT NULL, scopes "
+                                     "FROM pay_api_keys WHERE id = ?",
+                                     &st);
     if (res != FP_OK) return res;
     sqlite3_bind_text(st, 1, c->id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
@@ -238,6 +307,8 @@ static fp_status key_row_tx(fp_store *s, void *p) {
         fp_pay_col_text(c->merchant, sizeof c->merchant, st, 0);
         memcpy(c->hash, sqlite3_column_blob(st, 1), 32);
         c->revoked = sqlite3_column_int(st, 2);
+        /* the schema's CHECK bounds it; masking keeps a damaged row from granting unknown bits */
+        c->scopes = (unsigned)sqlite3_column_int64(st, 3) & FP_PAY_SCOPE_ALL;
     } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         res = fp_store_sqlfail(s, rc, "reading an API key");
     }
@@ -247,8 +318,15 @@ static fp_status key_row_tx(fp_store *s, void *p) {
 
 fp_status fp_pay_key_verify(fp_pay *pay, const char *key, char merchant_id[FP_STORE_ID_MAX + 1],
                             char key_id[FP_PAY_KEY_ID_LEN + 1]) {
+    return fp_pay_key_verify_scoped(pay, key, merchant_id, key_id, NULL);
+}
+
+fp_status fp_pay_key_verify_scoped(fp_pay *pay, const char *key,
+                                   char merchant_id[FP_STORE_ID_MAX + 1],
+                                   char key_id[FP_PAY_KEY_ID_LEN + 1], unsigned *scopes) {
     if (merchant_id) merchant_id[0] = '\0';
     if (key_id) key_id[0] = '\0';
+    if (scopes) *scopes = 0;
     if (!pay || !merchant_id)
         return fp_fail(FP_ERR_INVALID_ARG, "fp_pay_key_verify: NULL argument");
     char id[FP_PAY_KEY_ID_LEN + 1];
@@ -272,6 +350,7 @@ fp_status fp_pay_key_verify(fp_pay *pay, const char *key, char merchant_id[FP_ST
     if (took == 0) return fp_fail(FP_ERR_PAY_RATE_LIMITED, "API key %s: rate limit reached", id);
     snprintf(merchant_id, FP_STORE_ID_MAX + 1, "%s", c.merchant);
     if (key_id) snprintf(key_id, FP_PAY_KEY_ID_LEN + 1, "%s", id);
+    if (scopes) *scopes = c.scopes;
     return FP_OK;
 }
 

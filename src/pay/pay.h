@@ -19,8 +19,9 @@
 #include "facepay.h"
 #include "store/store.h"
 
-/* Schema version that added the pay_* tables (src/store/migrations.c). */
-#define FP_PAY_SCHEMA_VERSION 2
+/* Schema version this code needs (src/store/migrations.c): 2 added the pay_* tables, 3 the API
+ * key scopes and top-up idempotency keys. */
+#define FP_PAY_SCHEMA_VERSION 3
 
 #define FP_PAY_BUCKETS 256 /* hash slots of the per-key token buckets */
 

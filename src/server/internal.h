@@ -167,6 +167,7 @@ typedef struct srv_req {
     double t0;
     int route;
     char merchant[FP_STORE_ID_MAX + 1]; /* after authentication */
+    unsigned scopes;                    /* the key's FP_PAY_SCOPE_* bits, after authentication */
 } srv_req;
 
 typedef struct srv_resp {
@@ -193,8 +194,16 @@ void srv_error_status(srv_resp *r, fp_status st, const char *what);
 const char *srv_header(srv_req *rq, const char *name);
 const char *srv_query(srv_req *rq, const char *name);
 
-/* Checks the Bearer key (fp_pay_key_verify); on failure fills r (401 / 429) and returns 0. */
+/* Checks the Bearer key (fp_pay_key_verify_scoped); on failure fills r (401 / 429) and returns 0.
+ * On success rq->merchant and rq->scopes are set. */
 int srv_authenticate(srv_req *rq, srv_resp *r);
+
+/* The scopes a route accepts (any one of them will do; 0 for routes without a key). */
+unsigned srv_route_scopes(int route, const char *method);
+
+/* 1 when the authenticated key holds one of the route's scopes; else fills r (403
+ * insufficient_scope) and returns 0. */
+int srv_authorize(srv_req *rq, const char *method, srv_resp *r);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Bodies                                                                                       */

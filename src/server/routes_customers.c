@@ -4,9 +4,9 @@
  * transactions, and GDPR deletion (templates and gallery row gone, ledger kept). Also the frame
  * decoding shared with the payment routes.
  *
- * Customers are global to the deployment, not owned by one merchant: any authenticated merchant
- * (a shop's kiosk signing people up) may create, enrol and top up. See the report in the
- * OpenAPI file's description for what that implies.
+ * Customers are global to the deployment, not owned by one merchant: any merchant key with the
+ * `customers` scope (an enrolment desk) may create, enrol, top up and delete; a till's key
+ * (`payments` only) may not. See the OpenAPI file's description for what that implies.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -404,16 +404,20 @@ void srv_route_topup(srv_req *rq, const char *id, srv_resp *r) {
     int bl = snprintf(buf, sizeof buf, "topup%c%s%c%lld%c%s%c%s", 0, id, 0, (long long)amount, 0, currency, 0, ref);
     crypto_hash_sha256_update(&hs, (const unsigned char *)buf, (size_t)bl);
     crypto_hash_sha256_final(&hs, h);
+    /* the memory record answers retries within the server's life (and "in progress"); the ledger's
+     * durable key answers them after a restart, and never credits twice */
     if (!srv_idem_begin(s, rq->merchant, key, h, r)) goto out;
-    int64_t txn = 0;
-    fp_status st = fp_pay_topup(s->pay, id, currency, amount, ref, &txn);
+    fp_pay_topup_result res;
+    fp_status st = fp_pay_topup_idempotent(s->pay, rq->merchant, key, id, currency, amount, ref, &res);
     if (st == FP_ERR_NOT_FOUND) srv_error(r, 404, "customer_not_found", NULL, "%s", fp_last_error());
+    else if (st == FP_ERR_PAY_STATE) srv_error(r, 409, "invalid_state", NULL, "top-up: %s", fp_last_error());
     else if (st) srv_error_status(r, st, "top-up");
     else {
-        fp_pay_account a;
-        json_t *bal = fp_pay_wallet(s->pay, id, currency, &a) == FP_OK ? json_integer(a.balance) : json_null();
-        srv_json(r, 200, json_pack("{s:s,s:s,s:I,s:I,s:o}", "customer_id", id, "currency", currency, "amount",
-                                   (json_int_t)amount, "txn_id", (json_int_t)txn, "balance", bal));
+        /* balance: right after this top-up (its posting), so a replay answers the same */
+        srv_json(r, 200, json_pack("{s:s,s:s,s:I,s:I,s:I,s:b}", "customer_id", id, "currency", currency, "amount",
+                                   (json_int_t)res.amount, "txn_id", (json_int_t)res.txn_id, "balance",
+                                   (json_int_t)res.balance_after, "replayed", res.replayed));
+        r->idem_replayed = res.replayed;
     }
     srv_idem_end(s, rq->merchant, key, r, st == FP_OK);
 out:

@@ -4,7 +4,8 @@
  * frames, read a payment, step-up with the PIN, refund, cancel; and the idempotency records.
  *
  * A payment request, in order: authenticate; parse and validate; idempotency (a key already
- * answered with the same request replays the stored response, with another request is 409); claim
+ * answered with the same request replays the stored response, with another request is 409; a key
+ * only the ledger knows, after a restart, replays the payment it made); claim
  * the session (unknown 404, expired 410, used 409); decode the frames; check their pixel hashes
  * against frames already used in other sessions (a replayed capture) and record them; analyse on a
  * worker (challenge over all frames, identifier on the best ones); decide and move money in one
@@ -274,10 +275,11 @@ void srv_route_session_create(srv_req *rq, srv_resp *r) {
         fp_challenge_code(&c, code, sizeof code);
         fp_challenge_format(&c, prompt, sizeof prompt);
     }
+    /* max_frames: the terminal sizes its capture to what POST /v1/payments will take (413 above) */
     srv_json(r, 201,
-             json_pack("{s:s,s:s,s:s,s:o,s:I,s:i,s:s?}", "session_id", id, "challenge", code, "prompt", prompt, "steps",
-                       steps_json(none ? NULL : &c), "expires_at", (json_int_t)expires,
-                       "expires_in_s", s->o.session_ttl_s, "terminal_id", terminal));
+             json_pack("{s:s,s:s,s:s,s:o,s:I,s:i,s:i,s:s?}", "session_id", id, "challenge", code, "prompt", prompt,
+                       "steps", steps_json(none ? NULL : &c), "expires_at", (json_int_t)expires, "expires_in_s",
+                       s->o.session_ttl_s, "max_frames", s->o.max_frames, "terminal_id", terminal));
 out:
     srv_form_free(&f);
 }
@@ -364,6 +366,34 @@ static int frames_check_and_record(fp_server *s, char (*hash)[33], int n, const 
     return replayed;
 }
 
+/* A retry the server's memory does not know (it restarted, or the record aged out): the ledger's
+ * record of the key answers, before the session is looked at (sessions live in memory and die with
+ * the process). The frames cannot be compared (the ledger keeps their decision, not their bytes),
+ * so terminal, amount and currency must match. 1: go on with a new payment; 0: r holds the answer
+ * (*keep set when it is a replay worth remembering). */
+static int ledger_replay(fp_server *s, const char *merchant, const char *idem, const char *terminal, int64_t amount,
+                         const char *currency, srv_resp *r, int *keep) {
+    fp_payment prev;
+    fp_status st = fp_pay_charge_by_key(s->pay, merchant, idem, &prev);
+    if (st == FP_ERR_NOT_FOUND) return 1;
+    if (st == FP_ERR_PAY_CONFLICT)
+        srv_error(r, 409, "idempotency_conflict", NULL, "%s", fp_last_error());
+    else if (st)
+        srv_error_status(r, st, "reading the idempotency key");
+    else if (strcmp(prev.terminal_id, terminal) || prev.amount != amount || strcmp(prev.currency, currency))
+        srv_error(r, 409, "idempotency_conflict", NULL, "this Idempotency-Key was used for a different request");
+    else {
+        json_t *j = srv_payment_json(&prev);
+        json_object_set_new(j, "payment_id", json_integer(prev.id));
+        json_object_set_new(j, "replayed", json_true());
+        srv_json(r, prev.state == FP_PAY_AUTHORISED ? 402 : 200, j);
+        r->idem_replayed = 1;
+        atomic_fetch_add(&s->metrics.idem_replays, 1);
+        *keep = 1;
+    }
+    return 0;
+}
+
 void srv_route_payment_create(srv_req *rq, srv_resp *r) {
     fp_server *s = rq->s;
     srv_form f;
@@ -410,6 +440,7 @@ void srv_route_payment_create(srv_req *rq, srv_resp *r) {
     payment_hash(terminal, amount, currency, session, &f, h);
     if (!srv_idem_begin(s, rq->merchant, idem, h, r)) goto out;
     idem_open = 1;
+    if (!ledger_replay(s, rq->merchant, idem, terminal, amount, currency, r, &keep)) goto out;
     if (!session_claim(s, rq->merchant, terminal, session, &ss, r)) goto out;
     claimed = 1;
     if (!srv_decode_frames(s, &f, 100.0, &imgs, &t, r)) goto out;
@@ -508,6 +539,7 @@ void srv_route_payment_create(srv_req *rq, srv_resp *r) {
     json_object_set_new(j, "payment_id", json_integer(p.id));
     if (!p.replayed) atomic_fetch_add(&s->metrics.payments[decision], 1);
     srv_json(r, http, j);
+    r->idem_replayed = p.replayed; /* the ledger's record (e.g. after a restart): nothing moved */
     keep = 1;
 out:
     if (idem_open) srv_idem_end(s, rq->merchant, idem, r, keep);
@@ -599,6 +631,7 @@ void srv_route_refund(srv_req *rq, const char *id_s, srv_resp *r) {
         if (!res.replayed) atomic_fetch_add(&s->metrics.refunds, 1);
         srv_json(r, 201, json_pack("{s:I,s:I,s:b,s:o}", "refund_id", (json_int_t)res.refund_id, "amount",
                                    (json_int_t)res.amount, "replayed", res.replayed, "payment", srv_payment_json(&res.payment)));
+        r->idem_replayed = res.replayed;
     }
     srv_idem_end(s, rq->merchant, idem, r, st == FP_OK);
 out:

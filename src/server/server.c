@@ -1,8 +1,9 @@
 /*
  * server.c - the HTTP layer of `facepay serve`: libmicrohttpd daemon (internal thread pool, epoll),
  * request bodies with a size limit and a deadline, routing of the versioned /v1 API, JSON responses
- * and errors, Bearer authentication, /healthz, /metrics, static files for the kiosk page, start-up
- * (store, payments, models, gallery, calibration) and shutdown, and the housekeeping thread.
+ * and errors, Bearer authentication and per-route key scopes, /healthz, /metrics, static files for
+ * the kiosk page, start-up (store, payments, models, gallery, calibration) and shutdown, and the
+ * housekeeping thread.
  *
  * Threads: libmicrohttpd runs `http_threads` threads, each with its own epoll set; a handler runs
  * to completion on the thread that received the request. Face work (hundreds of ms) borrows one of
@@ -129,7 +130,7 @@ int srv_authenticate(srv_req *rq, srv_resp *r) {
     }
     const char *key = h + 7;
     while (*key == ' ') key++;
-    fp_status st = fp_pay_key_verify(rq->s->pay, key, rq->merchant, NULL);
+    fp_status st = fp_pay_key_verify_scoped(rq->s->pay, key, rq->merchant, NULL, &rq->scopes);
     if (st == FP_OK) return 1;
     if (st == FP_ERR_PAY_RATE_LIMITED) {
         atomic_fetch_add(&rq->s->metrics.rate_limited, 1);
@@ -143,6 +144,52 @@ int srv_authenticate(srv_req *rq, srv_resp *r) {
         r->www_authenticate = 1;
     } else
         srv_error_status(r, st, "authentication");
+    return 0;
+}
+
+/* Least privilege per key: a till's key pays but cannot create, credit or erase customers; an
+ * enrolment desk's key manages customers but cannot take payments; refunds are a back-office
+ * right. Reading a payment is open to both who take and who refund it. */
+unsigned srv_route_scopes(int route, const char *method) {
+    switch (route) {
+    case R_CUSTOMERS:
+    case R_CUSTOMER:
+    case R_ENROLL:
+    case R_TOPUP:
+    case R_TRANSACTIONS: return FP_PAY_SCOPE_CUSTOMERS;
+    case R_SESSIONS:
+    case R_PAYMENTS:
+    case R_STEPUP:
+    case R_CANCEL: return FP_PAY_SCOPE_PAYMENTS;
+    case R_PAYMENT: return FP_PAY_SCOPE_PAYMENTS | FP_PAY_SCOPE_REFUNDS;
+    case R_REFUNDS: return FP_PAY_SCOPE_REFUNDS;
+    default: break;
+    }
+    (void)method; /* every method of a route needs the same scope today */
+    return 0;
+}
+
+static json_t *scopes_json(unsigned scopes) {
+    static const unsigned bits[] = {FP_PAY_SCOPE_PAYMENTS, FP_PAY_SCOPE_REFUNDS, FP_PAY_SCOPE_CUSTOMERS};
+    json_t *a = json_array();
+    for (size_t i = 0; i < sizeof bits / sizeof bits[0]; i++)
+        if (scopes & bits[i]) {
+            char name[16];
+            fp_pay_scopes_format(bits[i], name, sizeof name);
+            json_array_append_new(a, json_string(name));
+        }
+    return a;
+}
+
+int srv_authorize(srv_req *rq, const char *method, srv_resp *r) {
+    unsigned need = srv_route_scopes(rq->route, method);
+    if (!need || (rq->scopes & need)) return 1;
+    char want[64];
+    fp_pay_scopes_format(need, want, sizeof want);
+    srv_error(r, 403, "insufficient_scope",
+              json_pack("{s:o,s:o}", "required_scopes", scopes_json(need), "key_scopes", scopes_json(rq->scopes)),
+              "this API key may not call %s %s: that needs the scope %s", method, srv_route_name(rq->route),
+              need == (FP_PAY_SCOPE_PAYMENTS | FP_PAY_SCOPE_REFUNDS) ? "payments or refunds" : want);
     return 0;
 }
 
@@ -337,7 +384,7 @@ static void dispatch(srv_req *rq, srv_resp *r) {
     case R_STATIC: srv_route_static(rq, r); return;
     default: break;
     }
-    if (!srv_authenticate(rq, r)) return;
+    if (!srv_authenticate(rq, r) || !srv_authorize(rq, mm, r)) return;
     const char *id = n >= 3 ? seg[2] : NULL;
     switch (route) {
     case R_CUSTOMERS: srv_route_customer_create(rq, r); break;

@@ -289,6 +289,34 @@ const fp_migration fp_store_migrations[] = {
      "  ON pay_evidence WHEN NEW.thumb_nonce IS NOT NULL OR NEW.thumb_ct IS NOT NULL"
      "  BEGIN SELECT RAISE(ABORT, 'an evidence thumbnail can only be erased'); END;",
      NULL},
+    /* Version 3: API key scopes and durable top-up idempotency (issue 6; src/pay/). Keys issued
+     * before it keep every scope (7 = payments | refunds | customers): they could do everything, and
+     * taking rights away from a deployed terminal on upgrade would stop it. pay_idempotency is
+     * rebuilt (SQLite cannot change a CHECK) so top-ups share the per-merchant key space of charges
+     * and refunds: a top-up row names its transaction instead of a payment. */
+    {3, "payments: API key scopes, top-up idempotency keys",
+     "ALTER TABLE pay_api_keys ADD COLUMN scopes INTEGER NOT NULL DEFAULT 7"
+     "  CHECK (scopes BETWEEN 1 AND 7);"
+     "CREATE TABLE pay_idempotency_v3("
+     "  merchant_id TEXT NOT NULL REFERENCES pay_merchants(id),"
+     "  key TEXT NOT NULL CHECK (length(CAST(key AS BLOB)) BETWEEN 1 AND 255),"
+     "  operation TEXT NOT NULL CHECK (operation IN ('charge', 'refund', 'topup')),"
+     "  request_hash BLOB NOT NULL CHECK (length(request_hash) = 32),"
+     "  payment_id INTEGER REFERENCES pay_payments(id),"
+     "  refund_id INTEGER REFERENCES pay_refunds(id),"
+     "  txn_id INTEGER REFERENCES pay_txns(id),"
+     "  created_ms INTEGER NOT NULL,"
+     "  PRIMARY KEY (merchant_id, key),"
+     "  CHECK ((operation = 'topup') = (payment_id IS NULL)),"
+     "  CHECK ((operation = 'topup') = (txn_id IS NOT NULL))"
+     ") STRICT, WITHOUT ROWID;"
+     "INSERT INTO pay_idempotency_v3(merchant_id, key, operation, request_hash, payment_id,"
+     "  refund_id, created_ms)"
+     "  SELECT merchant_id, key, operation, request_hash, payment_id, refund_id, created_ms"
+     "  FROM pay_idempotency;"
+     "DROP TABLE pay_idempotency;"
+     "ALTER TABLE pay_idempotency_v3 RENAME TO pay_idempotency;",
+     NULL},
 };
 const int fp_store_n_migrations = (int)(sizeof fp_store_migrations / sizeof fp_store_migrations[0]);
 
