@@ -13,6 +13,9 @@
  * per 8 rows. Element d of the whole panel is one 64-byte line (fp16), so a scan is a single
  * sequential stream, the hardware prefetcher's best case, which matters because 1:N over a large
  * gallery is memory-bound (1M x 192 x 2 B = 384 MB per query scan).
+ * int8 rows are scored in integers against int16-quantised queries: the kernels interleave the
+ * lines of dimensions 2p and 2p+1 so that one _mm256_madd_epi16 advances eight rows by two
+ * dimensions (gallery_avx2.c); the stored layout is the same.
  */
 #ifndef FP_MATCH_H
 #define FP_MATCH_H
