@@ -30,8 +30,9 @@
 /* Score tolerances against the exact cosine, as documented in facepay.h (fp_gallery_format):
  * fp16 ~1e-4 (2e-3 leaves room for the fp32 sums), int8 ~2e-3: the row quantisation error of a
  * Gaussian row of dim 192 has a standard deviation of ~4.6e-4 (step max|row|/127 ~ 1.6e-3, times
- * 1/sqrt(12)), and the largest of the ~50,000 pairs ranked below is 2.0e-3, so 2.5e-3; the int16
- * query adds ~1e-5. test_int8_error_bound checks int8 against a rigorous per-pair bound. */
+ * 1/sqrt(12)), and the largest error among the scores compared in test_search_vs_naive is 2.0e-3,
+ * so 2.5e-3; the int16 query adds < 1e-5. test_int8_error_bound checks int8 against a rigorous
+ * per-pair bound. */
 #define TOL_FP16 2e-3
 #define TOL_INT8 2.5e-3
 
