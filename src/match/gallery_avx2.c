@@ -13,7 +13,12 @@
  *    rows, so the gallery is streamed from memory once for the whole batch and the loop is
  *    FMA-bound (measured ~94% of the FMA peak on cached data). Converting in registers, not into
  *    an fp32 copy of the panel, is what gets there: the conversion uses other ports than the FMAs,
- *    while the copy cost ~30% in stores and L1 space.
+ *    while the copy cost ~30% in stores and L1 space (re-measured: 136 vs 111 ns per panel and
+ *    query cached, 152 vs 122 streamed). Streaming 1M rows costs ~10% over cached panels;
+ *    prefetching 2 or 3 panels ahead, an L1 prefetch in the last tile, or pinning the
+ *    accumulators (as the int8 tile does) all measured within noise. The floor is the FMA count:
+ *    1M x 192 x 20 multiply-adds at 16 per cycle = 3.3 ms per query at 3.66 GHz, so an fp16 batch
+ *    cannot reach 3 ms per query on one core; int8 rows can (below).
  * Both paths accumulate each dot product in the same order with the same FMAs, so a query gives
  * bit-identical scores alone or inside a batch.
  *
@@ -27,9 +32,11 @@
  * extend to int16) into L1 scratch, and every register tile (blocks x queries) then reads it
  * with plain loads, the widening amortised over all the queries of the batch. The single query
  * widens in registers (it waits on memory anyway).
- * int16 x int16 instead of the _mm256_maddubs_epi16 route (u8 x s8, 32 per instruction, but it
- * needs a second madd to widen its int16 pair sums, so the same 16 per multiply-pipe slot, and an
- * 8-bit query): same speed, a query error ~250x smaller.
+ * int16 x int16 instead of the _mm256_maddubs_epi16 route (u8 x s8, 32 per instruction, but its
+ * int16 pair sums need a second madd to widen them, so the same 16 per multiply-pipe slot): that
+ * route saves one add per 32 multiply-adds (a synthetic loop: 29 vs 26 multiply-adds per cycle),
+ * and needs a 7-bit query (to keep the u8 x s8 pair sums from saturating without a sign op per
+ * product), whose error (~5e-4 per score) would match the rows'; the int16 query adds < 1e-5.
  */
 #include "match/match.h"
 
@@ -265,7 +272,13 @@ FPG_INLINE void widen_panel(const int8_t *blocks, int nblk, int dim, int16_t *w,
 }
 
 /* Register tile over the widened panel: NB blocks (from j0) x NQ queries (from q0), one madd + one
- * add per accumulator and pair; NB*NQ accumulators + NB rows + query + product <= 16 ymm. */
+ * add per accumulator and pair; NB*NQ accumulators + NB rows + query + product <= 16 ymm.
+ * The empty asm pins each accumulator to a register at the end of every step: without it GCC 12
+ * splits their live ranges and keeps half of them on the stack inside the loop (53 instead of 80
+ * G multiply-adds/s on a cached panel). With it the loop is the plain 2 loads, 6 broadcasts, 12
+ * madds and 12 adds per pair; a hand-written asm version of that loop was no faster (82 vs 77 ns
+ * per panel and query), and the madd + add mix itself tops out at ~1.6 madds per cycle on this
+ * Zen 4 (the tile sustains ~1.4: 77 ns per panel and query at 3.66 GHz). */
 FPG_INLINE uint32_t tile_i8(const int16_t *w, int dim, const fpg_queries *q, int j0, int q0,
                             int NB, int NQ, const float *scales, const float *thr,
                             float *scores, uint32_t *masks) {
@@ -302,9 +315,9 @@ FPG_INLINE uint32_t tile_i8(const int16_t *w, int dim, const fpg_queries *q, int
     return any;
 }
 
-/* A full widened panel against nq >= 2 queries. 2 blocks x 5 queries is the main tile: 10
- * accumulators + 2 rows + query + product = 14 ymm (2 x 6 needs all 16, and GCC then spills
- * accumulators to the stack in the inner loop: measured ~40% slower). */
+/* A full widened panel against nq >= 2 queries: 2 blocks x 6 queries is the main tile (all 16
+ * ymm; 2 x 5 measured the same), 4 blocks x 1..2 for the rest. The widened panel (12 KB at dim
+ * 192) and the int16 queries (7.7 KB for 20) stay in L1 across the tiles. */
 FPG_INLINE uint32_t batch_panel_i8(const int16_t *w, int dim, const fpg_queries *q, int nq,
                                    const float *scales, const float *thr, float *scores,
                                    uint32_t *masks) {
