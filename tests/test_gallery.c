@@ -1,9 +1,12 @@
 /*
  * test_gallery.c - the gallery and 1:N search (src/match/gallery*.c): search against a naive
- * double-precision scan of random unit vectors (several sizes, both storage formats, both kernel
- * sets, 1 and 2 threads), batch = single queries, scalar = AVX2, the fp16 conversion against
- * F16C, add/replace/append/remove/compact semantics, per-user best and margin among distinct
- * users, softmax confidence, bad inputs, and searches racing an enrolling writer.
+ * double-precision scan of random unit vectors (sizes that are not multiples of the 8-row block
+ * or the 32-row panel, both storage formats, both kernel sets, 1 and 2 threads, single queries
+ * and batches of every size, k from 1 to more than the gallery), batch = single queries, scalar =
+ * AVX2 (bit for bit for int8), the int8 scores within a per-pair bound derived from the actual
+ * quantisation of row and query, the fp16 conversion against F16C, add/replace/append/remove/
+ * compact semantics, per-user best and margin among distinct users, softmax confidence, bad
+ * inputs, and searches racing an enrolling writer.
  * FP_TEST_FILTER=<cmocka pattern> runs a subset (e.g. the concurrency test under TSan).
  */
 #include <math.h>
@@ -24,6 +27,14 @@
 #include "match/match.h"
 
 #define DIM FP_EMBEDDING_DIM
+/* Score tolerances against the exact cosine, as documented in facepay.h (fp_gallery_format):
+ * fp16 ~1e-4 (2e-3 leaves room for the fp32 sums), int8 ~2e-3: the row quantisation error of a
+ * Gaussian row of dim 192 has a standard deviation of ~4.6e-4 (step max|row|/127 ~ 1.6e-3, times
+ * 1/sqrt(12)), and the largest error among the scores compared in test_search_vs_naive is 2.0e-3,
+ * so 2.5e-3; the int16 query adds < 1e-5. test_int8_error_bound checks int8 against a rigorous
+ * per-pair bound. */
+#define TOL_FP16 2e-3
+#define TOL_INT8 2.5e-3
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Helpers                                                                                         */
@@ -188,11 +199,16 @@ static void test_f16_conversion(void **state) {
 
 static void test_search_vs_naive(void **state) {
     (void)state;
-    const int sizes[] = {1, 7, 4097, 5000};
+    /* 1 and 7: less than a block; 33, 100: a panel and a partial panel / trailing rows; 4097: a
+     * chunk + 1 row; 4120: a chunk + a 3-block partial panel; 5000: panels, partial panel (1
+     * block) and nothing trailing */
+    const int sizes[] = {1, 7, 33, 100, 4097, 4120, 5000};
+    const int nsizes = (int)(sizeof sizes / sizeof *sizes);
     const fp_gallery_format fmts[] = {FP_GALLERY_FP16, FP_GALLERY_INT8};
-    const double tols[] = {2e-3, 1e-2};
-    enum { NQ = 8 };
-    for (int si = 0; si < 4; si++) {
+    const double tols[] = {TOL_FP16, TOL_INT8};
+    const int ks[] = {1, 2, 7, FP_GALLERY_MAX_K}; /* 7 and 16 exceed the smallest galleries */
+    enum { NQ = FP_MAX_BATCH, NSINGLE = 3 };
+    for (int si = 0; si < nsizes; si++) {
         const int n = sizes[si];
         float *rows = rand_units(n, DIM);
         float *qs = rand_units(NQ, DIM);
@@ -211,13 +227,21 @@ static void test_search_vs_naive(void **state) {
             for (int set = 0; set < n_sets(); set++) {
                 use_set(set);
                 for (int threads = 1; threads <= 2; threads++) {
-                    for (int k = 1; k <= FP_GALLERY_MAX_K; k += 15) { /* 1 and 16 */
+                    for (int ki = 0; ki < 4; ki++) {
+                        const int k = ks[ki];
                         fp_search_result res[NQ];
+                        /* one batch of 20 (every tile of the batch kernels) */
                         assert_int_equal(fp_gallery_search(g, qs, NQ, DIM, k, threads, res), FP_OK);
                         for (int qi = 0; qi < NQ; qi++) {
                             check_against(&res[qi], ref[qi], n, k, tols[fi]);
                             for (int i = 0; i < res[qi].n; i++)
                                 worst = fmax(worst, fabs(res[qi].top[i].score - ref[qi][i].s));
+                        }
+                        /* single queries (the one-query kernels) */
+                        for (int qi = 0; qi < NSINGLE; qi++) {
+                            assert_int_equal(fp_gallery_search(g, qs + (size_t)qi * DIM, 1, DIM, k,
+                                                               threads, res), FP_OK);
+                            check_against(&res[0], ref[qi], n, k, tols[fi]);
                         }
                     }
                 }
@@ -265,7 +289,7 @@ static void test_scalar_vs_avx2(void **state) {
         fprintf(stderr, "SKIP: no AVX2/FMA/F16C on this CPU\n");
         skip();
     }
-    enum { N = 4099, NQ = 7 };
+    enum { N = 4123, NQ = 7 }; /* full panels, a 3-block partial panel, 3 trailing rows */
     float *rows = rand_units(N, DIM);
     float *qs = rand_units(NQ, DIM);
     for (int fi = 0; fi < 2; fi++) {
@@ -284,6 +308,8 @@ static void test_scalar_vs_avx2(void **state) {
         for (size_t i = 0; i < (size_t)NQ * N; i++) worst = fmax(worst, fabs(a[i] - s[i]));
         fprintf(stderr, "  %s: max |avx2 - scalar| = %.2e\n", fi ? "int8" : "fp16", worst);
         assert_true(worst <= 1e-5);
+        if (fi) /* int8: exact integer dot products, the same float steps after them */
+            assert_memory_equal(a, s, (size_t)NQ * N * sizeof *a);
         for (int qi = 0; qi < NQ; qi++) {
             assert_int_equal(ra[qi].n, rs[qi].n);
             for (int i = 0; i < ra[qi].n; i++) {
@@ -350,7 +376,7 @@ static void test_scores_vs_naive(void **state) {
             for (int r = 0; r < N; r++) {
                 double s = 0.0;
                 for (int d = 0; d < DIM; d++) s += (double)qs[(size_t)qi * DIM + d] * rows[(size_t)r * DIM + d];
-                assert_float_equal(out[(size_t)qi * N + r], s, 2e-3);
+                assert_float_equal(out[(size_t)qi * N + r], s, TOL_FP16);
             }
         /* a prefix of the rows */
         assert_int_equal(fp_gallery_scores(g, qs, 3, DIM, 10, out, 1), FP_OK);
@@ -409,6 +435,150 @@ static void test_odd_dims(void **state) {
         free(rows);
         free(qs);
     }
+}
+
+/* Angle between x and its quantisation to integers with the largest |element| at qmax (the
+ * rule of the gallery's int8 rows, qmax 127, and of its int16 queries, fpg_q16_max): with
+ * a = x * qmax / max|x| and e = round(a) - a, the distance from a to the line through a + e is at
+ * most ||e||, so sin(angle) <= ||e|| / ||a||. A rounding tie counts as |e| = 0.5 either way. */
+static double quant_angle(const float *x, int dim, double qmax) {
+    double mx = 0.0;
+    for (int d = 0; d < dim; d++) mx = fmax(mx, fabs((double)x[d]));
+    double ea = 0.0, aa = 0.0;
+    for (int d = 0; d < dim; d++) {
+        const double a = x[d] * qmax / mx;
+        double e = fabs(rint(a) - a);
+        if (e > 0.4999) e = 0.5;
+        ea += e * e;
+        aa += a * a;
+    }
+    return asin(fmin(1.0, sqrt(ea / aa)));
+}
+
+/* int8 scores are the cosine of the quantised query and the quantised row, so each one is within
+ * angle(q) + angle(row) (+ float rounding) of the exact cosine: a rigorous per-pair bound, checked
+ * for every pair on random rows and on rows built to stress the quantisation (one dominant
+ * element, sparse, one-hot, two-valued), in partial panels and trailing rows, for both kernel
+ * sets; and the search's top-1 must be the exact top-1 whenever the bounds cannot overlap. */
+static void test_int8_error_bound(void **state) {
+    (void)state;
+    const int dims[] = {DIM, 37};
+    enum { N = 203, NQ = FP_MAX_BATCH }; /* 6 panels, a 1-block partial panel, 3 trailing rows */
+    for (int di = 0; di < 2; di++) {
+        const int dim = dims[di];
+        float *rows = rand_units(N, dim), *qs = rand_units(NQ, dim);
+        for (int i = 0; i < N; i += 5) { /* every 5th row: a structured one */
+            float *r = rows + (size_t)i * dim;
+            switch ((i / 5) % 4) {
+            case 0: r[i % dim] = 8.0f; break;                                   /* dominant */
+            case 1: for (int d = 0; d < dim; d++) if (d % 7) r[d] = 0.0f; break; /* sparse */
+            case 2: memset(r, 0, (size_t)dim * sizeof *r); r[(i * 3) % dim] = -1.0f; break;
+            default: for (int d = 0; d < dim; d++) r[d] = (d % 3) ? 0.25f : -1.0f; break;
+            }
+        }
+        for (int qi = 0; qi < NQ; qi += 3) /* some genuine queries */
+            for (int d = 0; d < dim; d++)
+                qs[(size_t)qi * dim + d] = rows[(size_t)((qi * 37) % N) * dim + d] + 0.02f * qs[(size_t)qi * dim + d];
+        fp_gallery *g = NULL;
+        assert_int_equal(fp_gallery_new(dim, FP_GALLERY_INT8, &g), FP_OK);
+        char id[32];
+        for (int i = 0; i < N; i++) {
+            uid(id, i);
+            assert_int_equal(fp_gallery_add(g, id, rows + (size_t)i * dim, dim), FP_OK);
+        }
+        double *exact = malloc((size_t)NQ * N * sizeof *exact), *bound = malloc((size_t)NQ * N * sizeof *bound);
+        float *out = malloc((size_t)NQ * N * sizeof *out);
+        assert_true(exact && bound && out);
+        double worst_ratio = 0.0, worst_err = 0.0;
+        for (int qi = 0; qi < NQ; qi++) {
+            const float *q = qs + (size_t)qi * dim;
+            const double aq = quant_angle(q, dim, fpg_q16_max(dim));
+            assert_true(aq < 2e-4); /* the int16 query is all but exact, even a spiky one */
+            for (int r = 0; r < N; r++) {
+                const float *v = rows + (size_t)r * dim;
+                double s = 0.0, nv = 0.0, nq = 0.0;
+                for (int d = 0; d < dim; d++) {
+                    s += (double)q[d] * v[d];
+                    nv += (double)v[d] * v[d];
+                    nq += (double)q[d] * q[d];
+                }
+                exact[(size_t)qi * N + r] = s / sqrt(nv * nq);
+                bound[(size_t)qi * N + r] = aq + quant_angle(v, dim, 127.0) + 2e-6;
+            }
+        }
+        for (int set = 0; set < n_sets(); set++) {
+            use_set(set);
+            assert_int_equal(fp_gallery_scores(g, qs, NQ, dim, N, out, 1), FP_OK);
+            for (size_t i = 0; i < (size_t)NQ * N; i++) {
+                const double err = fabs(out[i] - exact[i]);
+                if (err > bound[i])
+                    fail_msg("query %zu row %zu: score %.7f, exact %.7f, error %.2e > bound %.2e",
+                             i / N, i % N, out[i], exact[i], err, bound[i]);
+                worst_ratio = fmax(worst_ratio, err / bound[i]);
+                worst_err = fmax(worst_err, err);
+            }
+            fp_search_result res[NQ];
+            assert_int_equal(fp_gallery_search(g, qs, NQ, dim, 1, 1, res), FP_OK);
+            for (int qi = 0; qi < NQ; qi++) {
+                const double *e = exact + (size_t)qi * N, *b = bound + (size_t)qi * N;
+                int top = 0, clear = 1;
+                for (int r = 1; r < N; r++)
+                    if (e[r] > e[top]) top = r;
+                for (int r = 0; r < N; r++)
+                    if (r != top && e[top] - b[top] <= e[r] + b[r]) clear = 0;
+                assert_int_equal(res[qi].n, 1);
+                assert_true(fabs(res[qi].top[0].score - e[res[qi].top[0].row]) <= b[res[qi].top[0].row]);
+                if (clear) assert_int_equal(res[qi].top[0].row, top);
+            }
+        }
+        restore_set();
+        fprintf(stderr, "  dim %d: max int8 error %.2e, at most %.0f%% of its pair's bound\n", dim,
+                worst_err, 100.0 * worst_ratio);
+        free(exact);
+        free(bound);
+        free(out);
+        fp_gallery_free(g);
+        free(rows);
+        free(qs);
+    }
+}
+
+/* The int32 accumulators cannot overflow (fpg_q16_max): the largest dim with every element at
+ * its extreme, query parallel or antiparallel to the row. */
+static void test_int8_extremes(void **state) {
+    (void)state;
+    enum { D = FPG_MAX_DIM };
+    float *row = malloc(D * sizeof *row), *q = malloc(2 * D * sizeof *q);
+    assert_true(row && q);
+    for (int d = 0; d < D; d++) {
+        row[d] = (d % 2) ? -1.0f : 1.0f;
+        q[d] = row[d];
+        q[D + d] = -row[d];
+    }
+    fp_gallery *g = NULL;
+    assert_int_equal(fp_gallery_new(D, FP_GALLERY_INT8, &g), FP_OK);
+    char id[32];
+    for (int i = 0; i < 41; i++) { /* a full panel, a partial one, a trailing row */
+        uid(id, i);
+        assert_int_equal(fp_gallery_add(g, id, row, D), FP_OK);
+    }
+    float out[2 * 41];
+    for (int set = 0; set < n_sets(); set++) {
+        use_set(set);
+        assert_int_equal(fp_gallery_scores(g, q, 2, D, 41, out, 1), FP_OK);
+        for (int i = 0; i < 41; i++) {
+            assert_float_equal(out[i], 1.0f, 1e-6);
+            assert_float_equal(out[41 + i], -1.0f, 1e-6);
+        }
+        fp_search_result r[2];
+        assert_int_equal(fp_gallery_search(g, q, 2, D, 3, 1, r), FP_OK);
+        assert_float_equal(r[0].top[0].score, 1.0f, 1e-6);
+        assert_float_equal(r[1].top[0].score, -1.0f, 1e-6);
+    }
+    restore_set();
+    fp_gallery_free(g);
+    free(row);
+    free(q);
 }
 
 static void test_add_replace_remove(void **state) {
@@ -793,8 +963,7 @@ static void *race_reader(void *arg) {
     return NULL;
 }
 
-static void test_concurrent_enrol_search(void **state) {
-    (void)state;
+static void race_format(fp_gallery_format fmt) {
     race r = {0};
     r.stable = rand_units(C_STABLE, DIM);
     r.churn = rand_units(C_CHURN, DIM);
@@ -802,7 +971,7 @@ static void test_concurrent_enrol_search(void **state) {
     atomic_init(&r.done, 0);
     atomic_init(&r.failures, 0);
     atomic_init(&r.searches, 0);
-    assert_int_equal(fp_gallery_new(DIM, FP_GALLERY_FP16, &r.g), FP_OK);
+    assert_int_equal(fp_gallery_new(DIM, fmt, &r.g), FP_OK);
     char id[32];
     for (int i = 0; i < C_STABLE; i++) {
         snprintf(id, sizeof id, "stable%d", i);
@@ -819,14 +988,23 @@ static void test_concurrent_enrol_search(void **state) {
     pthread_join(w, NULL);
     pthread_join(rd[0], NULL);
     pthread_join(rd[1], NULL);
-    fprintf(stderr, "  %ld searches while the writer ran %d rounds, %lld rows (tombstones incl.)\n",
-            atomic_load(&r.searches), C_ROUNDS, (long long)fp_gallery_rows(r.g));
+    fprintf(stderr, "  %s: %ld searches while the writer ran %d rounds, %lld rows (tombstones incl.)\n",
+            fmt == FP_GALLERY_FP16 ? "fp16" : "int8", atomic_load(&r.searches), C_ROUNDS,
+            (long long)fp_gallery_rows(r.g));
     assert_int_equal(atomic_load(&r.failures), 0);
     assert_int_equal(fp_gallery_size(r.g), C_STABLE + C_CHURN + (C_ROUNDS / C_TEMP % 2 ? C_TEMP : 0));
     fp_gallery_free(r.g);
     free(r.stable);
     free(r.churn);
     free(r.temp);
+}
+
+/* Both formats: the int8 searches also quantise their queries and widen panels while the writer
+ * fills the partial panel's lanes. */
+static void test_concurrent_enrol_search(void **state) {
+    (void)state;
+    race_format(FP_GALLERY_FP16);
+    race_format(FP_GALLERY_INT8);
 }
 
 int main(void) {
@@ -840,6 +1018,8 @@ int main(void) {
         cmocka_unit_test(test_threads_equal),
         cmocka_unit_test(test_scores_vs_naive),
         cmocka_unit_test(test_odd_dims),
+        cmocka_unit_test(test_int8_error_bound),
+        cmocka_unit_test(test_int8_extremes),
         cmocka_unit_test(test_add_replace_remove),
         cmocka_unit_test(test_many_users_hash),
         cmocka_unit_test(test_multirow_margin),

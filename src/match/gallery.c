@@ -183,31 +183,52 @@ float fpg_f16_to_f32(uint16_t h) {
 /* Scalar panel kernel (the contract is in match.h)                                               */
 /* ---------------------------------------------------------------------------------------------- */
 uint32_t fpg_panel_scalar(int fmt, const void *blocks, const float *scales, int nblk, int dim,
-                          const float *q, int nq, const float *thr, float *scores,
-                          uint32_t *masks, float *scratch) {
-    /* convert the full blocks only: lanes of a partial block may be being written */
+                          const fpg_queries *q, int nq, const float *thr, float *scores,
+                          uint32_t *masks, void *scratch) {
+    /* the full blocks only: lanes of a partial block may be being written */
     const int w = nblk * FPG_LANES;
+    uint32_t any = 0;
+    if (fmt == FP_GALLERY_INT8) {
+        const int8_t *b = blocks;
+        const int qs = fpg_q16_stride(dim);
+        for (int qi = 0; qi < nq; qi++) {
+            const int16_t *qq = q->i16 + (size_t)qi * qs;
+            int32_t acc[FPG_PANEL_ROWS] = {0}; /* exact: |sum| < 2^31 by fpg_q16_max */
+            for (int d = 0; d < dim; d++) {
+                const int32_t v = qq[d];
+                const int8_t *e = b + (size_t)d * FPG_PANEL_ROWS;
+                for (int l = 0; l < w; l++) acc[l] += e[l] * v;
+            }
+            uint32_t m = 0;
+            for (int r = 0; r < w; r++) {
+                const float v = (float)acc[r] * scales[r] * q->iscale[qi];
+                scores[qi * FPG_PANEL_ROWS + r] = v;
+                if (thr && v > thr[qi]) m |= (uint32_t)1 << r;
+            }
+            if (thr) {
+                masks[qi] = m;
+                any |= m;
+            }
+        }
+        return any;
+    }
+    float *f = scratch; /* the panel in fp32, converted once for all queries */
     for (int d = 0; d < dim; d++) {
         const size_t e = (size_t)d * FPG_PANEL_ROWS;
-        if (fmt == FP_GALLERY_INT8)
-            for (int l = 0; l < w; l++) scratch[e + l] = (float)((const int8_t *)blocks)[e + l];
-        else
-            for (int l = 0; l < w; l++) scratch[e + l] = fpg_f16_to_f32(((const uint16_t *)blocks)[e + l]);
+        for (int l = 0; l < w; l++) f[e + l] = fpg_f16_to_f32(((const uint16_t *)blocks)[e + l]);
     }
-    uint32_t any = 0;
     for (int qi = 0; qi < nq; qi++) {
-        const float *qq = q + (size_t)qi * dim;
+        const float *qq = q->f + (size_t)qi * dim;
         float acc[FPG_PANEL_ROWS] = {0};
         for (int d = 0; d < dim; d++) {
             const float b = qq[d];
-            const float *s = scratch + (size_t)d * FPG_PANEL_ROWS;
+            const float *s = f + (size_t)d * FPG_PANEL_ROWS;
             for (int l = 0; l < w; l++) acc[l] += s[l] * b;
         }
         uint32_t m = 0;
         for (int r = 0; r < w; r++) {
-            const float v = scales ? acc[r] * scales[r] : acc[r];
-            scores[qi * FPG_PANEL_ROWS + r] = v;
-            if (thr && v > thr[qi]) m |= (uint32_t)1 << r;
+            scores[qi * FPG_PANEL_ROWS + r] = acc[r];
+            if (thr && acc[r] > thr[qi]) m |= (uint32_t)1 << r;
         }
         if (thr) {
             masks[qi] = m;
@@ -215,6 +236,27 @@ uint32_t fpg_panel_scalar(int fmt, const void *blocks, const float *scales, int 
         }
     }
     return any;
+}
+
+void fpg_quantise_queries(const float *q, int nq, int dim, int16_t *out, float *iscale) {
+    const int qs = fpg_q16_stride(dim), qmax = fpg_q16_max(dim);
+    for (int i = 0; i < nq; i++) {
+        const float *x = q + (size_t)i * dim;
+        int16_t *o = out + (size_t)i * qs;
+        float mx = 0.0f;
+        for (int d = 0; d < dim; d++) mx = fmaxf(mx, fabsf(x[d]));
+        const float m = (float)qmax / mx; /* mx > 0: a unit vector */
+        double ss = 0.0;
+        for (int d = 0; d < dim; d++) {
+            long v = lrintf(x[d] * m);
+            if (v > qmax) v = qmax;
+            if (v < -qmax) v = -qmax;
+            o[d] = (int16_t)v;
+            ss += (double)v * (double)v;
+        }
+        for (int d = dim; d < qs; d++) o[d] = 0;
+        iscale[i] = (float)(1.0 / sqrt(ss));
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -762,15 +804,25 @@ typedef struct scan {
     snapshot snap;
     int64_t nfull; /* rows in complete 8-row blocks */
     int avx2;
-    const float *q;
+    fpg_queries q; /* all nq queries */
     int nq;
     topk *tk;      /* search: [thread][nq]; NULL for dense scores */
     float *out;    /* dense: out[q * out_rows + row] */
     int64_t out_rows;
 } scan;
 
-typedef uint32_t (*panel_fn)(int, const void *, const float *, int, int, const float *, int,
-                             const float *, float *, uint32_t *, float *);
+typedef uint32_t (*panel_fn)(int, const void *, const float *, int, int, const fpg_queries *, int,
+                             const float *, float *, uint32_t *, void *);
+
+/* Queries q0.. of a scan's set. */
+static fpg_queries queries_from(const fpg_queries *q, int dim, int q0) {
+    fpg_queries r = {.f = q->f + (size_t)q0 * dim};
+    if (q->i16) {
+        r.i16 = q->i16 + (size_t)q0 * fpg_q16_stride(dim);
+        r.iscale = q->iscale + q0;
+    }
+    return r;
+}
 
 /* Search: scores panels [r0, r1) (panel-aligned r0) for the nq queries into tk[nq]. */
 static void scan_search(const scan *s, int64_t r0, int64_t r1, topk *tk, float *scratch,
@@ -787,7 +839,7 @@ static void scan_search(const scan *s, int64_t r0, int64_t r1, topk *tk, float *
         const int nblk = left < FPG_PANEL_BLOCKS ? (int)left : FPG_PANEL_BLOCKS;
         const void *blk = (const char *)c->data + (size_t)pos * g->dim * g->elem; /* panel start */
         const float *scales = c->scale ? c->scale + pos : NULL;
-        if (!panel(g->fmt, blk, scales, nblk, g->dim, s->q, s->nq, thr, sc, masks, scratch))
+        if (!panel(g->fmt, blk, scales, nblk, g->dim, &s->q, s->nq, thr, sc, masks, scratch))
             continue;
         for (int qi = 0; qi < s->nq; qi++) {
             for (uint32_t m = masks[qi]; m; m &= m - 1) {
@@ -811,14 +863,15 @@ static void scan_dense(const scan *s, int64_t r0, int64_t r1, float *scratch, fl
     const panel_fn panel = s->avx2 ? fpg_panel_avx2 : fpg_panel_scalar;
     for (int q0 = 0; q0 < s->nq; q0 += FP_MAX_BATCH) {
         const int nq = s->nq - q0 < FP_MAX_BATCH ? s->nq - q0 : FP_MAX_BATCH;
+        const fpg_queries qg = queries_from(&s->q, g->dim, q0);
         for (int64_t p = r0; p < r1; p += FPG_PANEL_ROWS) {
             const fpg_chunk *c = row_chunk(s->snap.chunks, p);
             const uint32_t pos = (uint32_t)(p & (FPG_CHUNK_ROWS - 1));
             const int64_t left = (r1 - p) / FPG_LANES;
             const int nblk = left < FPG_PANEL_BLOCKS ? (int)left : FPG_PANEL_BLOCKS;
             const void *blk = (const char *)c->data + (size_t)pos * g->dim * g->elem;
-            panel(g->fmt, blk, c->scale ? c->scale + pos : NULL, nblk, g->dim,
-                  s->q + (size_t)q0 * g->dim, nq, NULL, sc, NULL, scratch);
+            panel(g->fmt, blk, c->scale ? c->scale + pos : NULL, nblk, g->dim, &qg, nq, NULL, sc,
+                  NULL, scratch);
             for (int qi = 0; qi < nq; qi++)
                 memcpy(s->out + (size_t)(q0 + qi) * s->out_rows + p, sc + qi * FPG_PANEL_ROWS,
                        (size_t)nblk * FPG_LANES * sizeof *sc);
@@ -828,18 +881,22 @@ static void scan_dense(const scan *s, int64_t r0, int64_t r1, float *scratch, fl
 
 /* Score of one row of a partial block, reading only that row's lanes (see step 2 above). Same
  * code for every kernel set and batch size, so it never breaks batch/single equality. */
-static float row_score(const fp_gallery *g, const snapshot *s, int64_t row, const float *q) {
+static float row_score(const fp_gallery *g, const snapshot *s, int64_t row, const fpg_queries *q,
+                       int qi) {
     const fpg_chunk *c = row_chunk(s->chunks, row);
     const uint32_t pos = (uint32_t)(row & (FPG_CHUNK_ROWS - 1));
-    float acc = 0.0f;
     if (g->fmt == FP_GALLERY_FP16) {
         const uint16_t *p = c->data;
-        for (int d = 0; d < g->dim; d++) acc += fpg_f16_to_f32(p[elem_index(g->dim, pos, d)]) * q[d];
+        const float *qq = q->f + (size_t)qi * g->dim;
+        float acc = 0.0f;
+        for (int d = 0; d < g->dim; d++) acc += fpg_f16_to_f32(p[elem_index(g->dim, pos, d)]) * qq[d];
         return acc;
     }
     const int8_t *p = c->data;
-    for (int d = 0; d < g->dim; d++) acc += (float)p[elem_index(g->dim, pos, d)] * q[d];
-    return acc * c->scale[pos];
+    const int16_t *qq = q->i16 + (size_t)qi * fpg_q16_stride(g->dim);
+    int32_t acc = 0;
+    for (int d = 0; d < g->dim; d++) acc += p[elem_index(g->dim, pos, d)] * (int32_t)qq[d];
+    return (float)acc * c->scale[pos] * q->iscale[qi];
 }
 
 /* Threads for a scan of nfull rows x nq queries: one per FPG_ROWS_PER_THREAD row-queries (so an
@@ -856,7 +913,8 @@ static int choose_threads(int threads, int64_t nfull, int nq) {
 }
 
 static size_t scratch_floats(int dim) {
-    /* panel in fp32 (scalar kernel) + per-query panel scores, rounded to whole cache lines */
+    /* panel in fp32 (scalar fp16 kernel) or widened to int16 pairs (AVX2 int8 batch kernel, at
+     * most as large) + per-query panel scores, rounded to whole cache lines */
     size_t n = (size_t)dim * FPG_PANEL_ROWS + (size_t)FP_MAX_BATCH * FPG_PANEL_ROWS;
     return (n + 15) & ~(size_t)15;
 }
@@ -914,15 +972,37 @@ static fp_status check_queries(const fp_gallery *g, const float *queries, int n,
     return FP_OK;
 }
 
-/* Normalised queries and per-thread scratch in one allocation. */
-static fp_status alloc_work(int n, int dim, int nt, float **qbuf, float **scratch) {
+/* Normalised queries (and, for int8 galleries, their int16 quantisation and scales) and
+ * per-thread scratch in one allocation; the caller frees *qbuf. */
+static fp_status alloc_work(int n, int dim, int fmt, int nt, float **qbuf, fpg_queries *q,
+                            float **scratch) {
     const size_t qf = ((size_t)n * dim + 15) & ~(size_t)15;
-    const size_t total = (qf + (size_t)nt * scratch_floats(dim)) * sizeof(float);
+    const size_t qi = fmt == FP_GALLERY_INT8
+                          ? (((size_t)n * fpg_q16_stride(dim) + 1) / 2 + (size_t)n + 15) & ~(size_t)15
+                          : 0; /* int16 pairs and the scales, in floats */
+    const size_t total = (qf + qi + (size_t)nt * scratch_floats(dim)) * sizeof(float);
     float *w = aligned_alloc(64, (total + 63) & ~(size_t)63);
     if (!w) return fp_fail(FP_ERR_NOMEM, "gallery: out of memory for %zu bytes", total);
     *qbuf = w;
-    *scratch = w + qf;
+    q->f = w;
+    q->i16 = NULL;
+    q->iscale = NULL;
+    if (qi) {
+        q->iscale = w + qf;
+        q->i16 = (const int16_t *)(w + qf + n);
+    }
+    *scratch = w + qf + qi;
     return FP_OK;
+}
+
+/* Normalises the n queries into q->f and, for an int8 gallery, quantises them (once per search:
+ * every panel then reuses the int16 copy). */
+static fp_status prepare_queries(const fp_gallery *g, const float *queries, int n, float *qbuf,
+                                 const fpg_queries *q) {
+    fp_status st = normalise(queries, n, g->dim, qbuf, "query");
+    if (st == FP_OK && q->i16)
+        fpg_quantise_queries(qbuf, n, g->dim, (int16_t *)q->i16, (float *)q->iscale);
+    return st;
 }
 
 fp_status fp_gallery_search(const fp_gallery *g, const float *queries, int n, int dim, int k,
@@ -940,16 +1020,15 @@ fp_status fp_gallery_search(const fp_gallery *g, const float *queries, int n, in
     s.nfull = s.snap.n & ~(int64_t)(FPG_LANES - 1);
     const int nt = choose_threads(threads, s.nfull, n);
     float *qbuf, *scratch;
-    if ((st = alloc_work(n, dim, nt, &qbuf, &scratch)) != FP_OK) return st;
+    if ((st = alloc_work(n, dim, g->fmt, nt, &qbuf, &s.q, &scratch)) != FP_OK) return st;
     topk *tk = calloc((size_t)nt * n, sizeof *tk);
     if (!tk) {
         free(qbuf);
         return fp_fail(FP_ERR_NOMEM, "gallery: out of memory");
     }
-    if ((st = normalise(queries, n, dim, qbuf, "query")) != FP_OK) goto done;
+    if ((st = prepare_queries(g, queries, n, qbuf, &s.q)) != FP_OK) goto done;
     const int kk = k < 2 ? 2 : k; /* the runner-up is needed for the margin even when k = 1 */
     for (int i = 0; i < nt * n; i++) tk[i].cap = kk;
-    s.q = qbuf;
     s.tk = tk;
     if (s.nfull > 0) run_scan(&s, nt, scratch);
 
@@ -959,7 +1038,7 @@ fp_status fp_gallery_search(const fp_gallery *g, const float *queries, int n, in
         if ((int64_t)row_fate(s.snap.chunks, r) < s.snap.n) continue;
         const uint32_t u = row_chunk(s.snap.chunks, r)->uref[r & (FPG_CHUNK_ROWS - 1)];
         for (int qi = 0; qi < n; qi++) {
-            const float v = row_score(g, &s.snap, r, qbuf + (size_t)qi * dim);
+            const float v = row_score(g, &s.snap, r, &s.q, qi);
             if (v > topk_thr(&last[qi])) topk_insert(&last[qi], v, u, (uint32_t)r);
         }
     }
@@ -997,13 +1076,12 @@ fp_status fp_gallery_scores(const fp_gallery *g, const float *queries, int n, in
     s.out_rows = n_rows;
     const int nt = choose_threads(threads, s.nfull, n);
     float *qbuf, *scratch;
-    if ((st = alloc_work(n, dim, nt, &qbuf, &scratch)) != FP_OK) return st;
-    if ((st = normalise(queries, n, dim, qbuf, "query")) == FP_OK) {
-        s.q = qbuf;
+    if ((st = alloc_work(n, dim, g->fmt, nt, &qbuf, &s.q, &scratch)) != FP_OK) return st;
+    if ((st = prepare_queries(g, queries, n, qbuf, &s.q)) == FP_OK) {
         if (s.nfull > 0) run_scan(&s, nt, scratch);
         for (int64_t r = s.nfull; r < n_rows; r++)
             for (int qi = 0; qi < n; qi++)
-                out[(size_t)qi * n_rows + r] = row_score(g, &s.snap, r, qbuf + (size_t)qi * dim);
+                out[(size_t)qi * n_rows + r] = row_score(g, &s.snap, r, &s.q, qi);
     }
     free(qbuf);
     return st;
