@@ -1016,6 +1016,36 @@ fp_status fp_pay_charge(fp_pay *pay, const fp_pay_charge_req *req, fp_payment *o
     return st;
 }
 
+typedef struct charge_find_ctx {
+    const char *merchant, *key;
+    fp_payment *out;
+} charge_find_ctx;
+
+static fp_status charge_find_tx(fp_store *s, void *p) {
+    charge_find_ctx *c = p;
+    idem_row ir;
+    fp_status res = idem_load(s, c->merchant, c->key, &ir);
+    if (res != FP_OK) return res;
+    if (!ir.found) return fp_fail(FP_ERR_NOT_FOUND, "idempotency key not used");
+    if (strcmp(ir.op, "charge") != 0)
+        return fp_fail(FP_ERR_PAY_CONFLICT,
+                       "idempotency key \"%.64s\" was already used for a %s request", c->key, ir.op);
+    res = payment_load(s, ir.payment_id, c->out);
+    c->out->replayed = res == FP_OK;
+    return res;
+}
+
+fp_status fp_pay_charge_find(fp_pay *pay, const char *merchant_id, const char *idempotency_key,
+                             fp_payment *out) {
+    if (out) memset(out, 0, sizeof *out);
+    if (!pay || !merchant_id || !idempotency_key || !out)
+        return fp_fail(FP_ERR_INVALID_ARG, "fp_pay_charge_find: NULL argument");
+    charge_find_ctx c = {merchant_id, idempotency_key, out};
+    fp_status st = fp_store_read(pay->store, charge_find_tx, &c);
+    if (st != FP_OK) memset(out, 0, sizeof *out);
+    return st;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Step-up                                                                                     */
 /* ------------------------------------------------------------------------------------------ */

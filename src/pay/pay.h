@@ -58,6 +58,13 @@ uint64_t fp_pay_ct_compare_count(void);
 /* Token bucket: 1 when a token was taken, 0 when the bucket is empty, -1 out of memory. */
 int fp_pay_rate_take(fp_pay *pay, const char *key_id, int64_t now_ms);
 
+/* The payment a merchant's idempotency key already charged (out->replayed set), read from the
+ * ledger's idempotency record: FP_ERR_NOT_FOUND when the key was never used, FP_ERR_PAY_CONFLICT
+ * when it was used for a refund. For the HTTP layer, whose own idempotency record and challenge
+ * sessions live in memory and are gone after a restart. */
+fp_status fp_pay_charge_find(fp_pay *pay, const char *merchant_id, const char *idempotency_key,
+                             fp_payment *out);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Validation: FP_OK or FP_ERR_INVALID_ARG naming `what`                                       */
 /* ------------------------------------------------------------------------------------------ */

@@ -25,6 +25,7 @@
 #include <sodium.h>
 
 #include "core/core.h"
+#include "pay/pay.h"
 #include "server/internal.h"
 
 #define IDEM_TTL_MS (24LL * 3600 * 1000)
@@ -410,6 +411,32 @@ void srv_route_payment_create(srv_req *rq, srv_resp *r) {
     payment_hash(terminal, amount, currency, session, &f, h);
     if (!srv_idem_begin(s, rq->merchant, idem, h, r)) goto out;
     idem_open = 1;
+    /* The ledger's record outlives the in-memory one and the session (a restart, a crash, 24 h): a
+     * terminal retrying a payment that was written must learn of it, not get session_not_found. The
+     * frames are not in the ledger's record, so "the same request" is the same terminal, amount and
+     * currency. The key is pending in memory, so no request with it can charge meanwhile. */
+    {
+        fp_payment prev;
+        fp_status fst = fp_pay_charge_find(s->pay, rq->merchant, idem, &prev);
+        if (fst == FP_OK) {
+            if (strcmp(prev.terminal_id, terminal) || prev.amount != amount || strcmp(prev.currency, currency))
+                srv_error(r, 409, "idempotency_conflict", NULL, "this Idempotency-Key was used for a different request");
+            else {
+                json_t *j = srv_payment_json(&prev);
+                json_object_set_new(j, "replayed", json_true());
+                json_object_set_new(j, "payment_id", json_integer(prev.id));
+                srv_json(r, prev.state == FP_PAY_AUTHORISED ? 402 : 200, j);
+                r->idem_replayed = 1;
+                atomic_fetch_add(&s->metrics.idem_replays, 1);
+                keep = 1;
+            }
+            goto out;
+        }
+        if (fst != FP_ERR_NOT_FOUND) {
+            srv_error_status(r, fst, "reading the idempotency record");
+            goto out;
+        }
+    }
     if (!session_claim(s, rq->merchant, terminal, session, &ss, r)) goto out;
     claimed = 1;
     if (!srv_decode_frames(s, &f, 100.0, &imgs, &t, r)) goto out;
