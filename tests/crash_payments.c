@@ -17,7 +17,9 @@
  * answers, at whatever the server is doing then. A terminal that gets no answer (transport error) sends the
  * same bytes again once the server is back, as a real terminal would; 409 idempotency_in_progress,
  * 429 and 503 are retried after a pause. Every frame set carries a stamp unique to its key, because
- * the server declines frames already used in another session.
+ * the server declines frames already used in another session. After the run, the set-up's top-ups
+ * are sent again with their keys to the restarted server (replays, no second credit) and a new
+ * top-up twice (one credit).
  *
  * A session lives in the server's memory, so a key whose payment had not been written when the
  * server died is answered 404 session_not_found after the restart: that is a final "not charged",
@@ -649,6 +651,45 @@ static int topup(cli *c, int who, long long amount, int n) {
     return 0;
 }
 
+/* After the restart: the set-up's top-ups sent again with their keys must come back as replays of
+ * the first credit (the key lives in the ledger, not in the killed process), and a new top-up sent
+ * twice credits once. The wallet and books checks then see any second credit. */
+static int topups_after_restart(cli *c) {
+    static const struct { int who, n; } again[] = {{FRANCK, 1}, {FRANCK, 2}, {CAGE, 1}, {AUDREY, 1}};
+    long long first[N_CUST] = {0};
+    first[FRANCK] = run.n_payments * 1000LL, first[CAGE] = run.n_payments * 100LL, first[AUDREY] = 12345;
+    for (size_t i = 0; i < sizeof again / sizeof again[0]; i++) {
+        char path[96], idem[48], body[96];
+        long long amount = again[i].n == 2 ? run.n_payments * 500LL : first[again[i].who];
+        snprintf(path, sizeof path, "/v1/customers/%s/topup", CUST_ID[again[i].who]);
+        snprintf(idem, sizeof idem, "topup-%s-%d", CUST_ID[again[i].who], again[i].n);
+        snprintf(body, sizeof body, "{\"amount\":%lld,\"currency\":\"EUR\"}", amount);
+        json_t *j = NULL;
+        int rc = post_json(c, path, idem, body, 200, &j);
+        int replayed = j && json_is_true(json_object_get(j, "replayed"));
+        json_decref(j);
+        if (rc || !replayed) {
+            fprintf(stderr, "crash_payments: top-up %s after the restart was not a replay\n", idem);
+            return -1;
+        }
+    }
+    /* the second answer is the first one's bytes (the server's in-memory replay; its header says so) */
+    json_int_t txn[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        json_t *j = NULL;
+        int rc = post_json(c, "/v1/customers/audrey/topup", "topup-audrey-after", "{\"amount\":777,\"currency\":\"EUR\"}", 200, &j);
+        txn[k] = j ? json_integer_value(json_object_get(j, "txn_id")) : 0;
+        json_decref(j);
+        if (rc || txn[k] <= 0) return -1;
+    }
+    run.topup[AUDREY] += 777; /* once: the books checks find a second credit */
+    if (txn[1] != txn[0]) {
+        fprintf(stderr, "crash_payments: a top-up sent twice made transactions %lld and %lld\n", (long long)txn[0], (long long)txn[1]);
+        return -1;
+    }
+    return 0;
+}
+
 static int setup_customers(cli *c) {
     char body[256];
     for (int i = 0; i < N_CUST; i++) {
@@ -1076,6 +1117,11 @@ int main(int argc, char **argv) {
             tail_log();
         } else {
             check(atomic_load(&run.killed), "the server was never killed (kill after %d answers)", run.kill_at);
+            cli tc;
+            memset(&tc, 0, sizeof tc);
+            snprintf(tc.auth, sizeof tc.auth, "Authorization: Bearer %s\r\n", run.api_key[0]);
+            check(topups_after_restart(&tc) == 0, "top-up idempotency across the restart");
+            http_client_close(tc.hc);
             long long approved_sum, max_id, expect_wallet[N_CUST];
             int n_known;
             check_answers(&approved_sum, expect_wallet, &n_known, &max_id, (now_ms() - t_run) / 1000);
