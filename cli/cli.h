@@ -20,12 +20,17 @@ int cmd_liveness(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_merchant(int argc, char **argv);
 
 /* Prints "facepay: <what>: <status>: <detail>" to stderr and returns 1. */
 int cli_error(const char *what, fp_status st);
 
 /* Path of the model manifest: $FACEPAY_MANIFEST, else the source tree's models/manifest. */
 const char *cli_manifest_path(void);
+
+/* Opens the store DB with the template key from key_file (NULL: $FACEPAY_KEY); 0, or the exit code
+ * after printing the error (2 when db is NULL). */
+int cli_open_store(const char *db, const char *key_file, fp_store **s);
 
 /* Current monotonic time in milliseconds. */
 double cli_now_ms(void);

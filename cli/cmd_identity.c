@@ -64,18 +64,20 @@ static int parse(int argc, char **argv, id_opts *o, const char *usage) {
     return 0;
 }
 
-static int open_store(const id_opts *o, fp_store **s) {
-    if (!o->db) {
+int cli_open_store(const char *db, const char *key_file, fp_store **s) {
+    if (!db) {
         fprintf(stderr, "facepay: --db DB is required\n");
         return 2;
     }
     fp_key key;
-    fp_status st = fp_key_load(o->key_file, &key);
-    if (st) return cli_error(o->key_file ? o->key_file : "template key (set FACEPAY_KEY or --key FILE)", st);
-    st = fp_store_open(o->db, &key, s);
+    fp_status st = fp_key_load(key_file, &key);
+    if (st) return cli_error(key_file ? key_file : "template key (set FACEPAY_KEY or --key FILE)", st);
+    st = fp_store_open(db, &key, s);
     fp_key_wipe(&key);
-    return st ? cli_error(o->db, st) : 0;
+    return st ? cli_error(db, st) : 0;
 }
+
+static int open_store(const id_opts *o, fp_store **s) { return cli_open_store(o->db, o->key_file, s); }
 
 typedef struct load_ctx {
     fp_gallery *g;

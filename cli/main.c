@@ -28,6 +28,7 @@ static const struct {
     {"eval", cmd_eval, "accuracy: verify (LFW protocol, ROC/DET), identify (1:N), calibrate, liveness"},
     {"train", cmd_train, "train the passive liveness (presentation-attack) detector on your own captures"},
     {"serve", cmd_serve, "run the HTTP payment service (API, health, metrics, kiosk page)"},
+    {"merchant", cmd_merchant, "merchants, terminals and API keys (issue with scopes, revoke)"},
     {"demo", cmd_demo, "scripted terminal story: enrol, top up, pay, refund, impostor refused"},
     {"bench", cmd_bench, "per-model latency: median of N runs, batch 1/20, 1 and 2 threads"},
 };
