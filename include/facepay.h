@@ -1011,6 +1011,18 @@ fp_status fp_pay_key_verify_scoped(fp_pay *pay, const char *key,
 /* Revokes a key for good (FP_ERR_NOT_FOUND if unknown; revoking twice is FP_OK). */
 fp_status fp_pay_key_revoke(fp_pay *pay, const char *key_id);
 
+/* ---- Replay guard for captured frames ---- */
+
+/* A payment attempt's frames, as 16-byte hashes of their decoded pixels: *replayed = 1 when any was
+ * already used by an attempt of another session within its ttl (a replayed capture), else 0. The
+ * new hashes are recorded for `session` (1..127 bytes) in the same transaction, so two attempts
+ * racing with the same frames cannot both pass, and the record survives a restart; the same
+ * session sending its frames again (a retry) is not a replay. Expired rows are dropped on the way.
+ * n: 0..FP_PAY_MAX_FRAME_HASHES. */
+#define FP_PAY_MAX_FRAME_HASHES 1000
+fp_status fp_pay_frames_check(fp_pay *pay, const uint8_t (*hashes)[16], int n, const char *session,
+                              int64_t ttl_ms, int *replayed);
+
 /* ---- Customers and accounts ---- */
 
 typedef enum fp_pay_account_kind {

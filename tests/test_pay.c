@@ -1317,7 +1317,7 @@ static void test_schema_3_upgrade(void **state) {
     sqlite3_close(db);
 
     ASSERT_OK(fp_store_open(old, &f->key, &f->store));
-    assert_int_equal(fp_store_schema_version(f->store), 3);
+    assert_int_equal(fp_store_schema_version(f->store), fp_store_latest_version()); /* 3, then 4 */
     fp_pay_options o = test_options(f);
     ASSERT_OK(fp_pay_open(f->store, &o, &f->pay));
     /* the key (a payments-only key before the copy dropped its scopes) now has all of them */
@@ -1370,6 +1370,50 @@ static void test_rate_limit(void **state) {
     for (int i = 0; i < 3; i++) ASSERT_OK(fp_pay_key_verify(pay, key, m, NULL));
     ASSERT_STATUS(fp_pay_key_verify(pay, key, m, NULL), FP_ERR_PAY_RATE_LIMITED);
     fp_pay_close(pay);
+}
+
+/* The replay guard: frames of another session are a replay, the same session's retry is not,
+ * rows expire after their ttl, and the record survives closing and reopening the store. */
+static void test_frames_replay_guard(void **state) {
+    fx *f = *state;
+    uint8_t h[4][16];
+    for (int i = 0; i < 4; i++) memset(h[i], 'a' + i, 16);
+    int rep = -1;
+    ASSERT_OK(fp_pay_frames_check(f->pay, (const uint8_t(*)[16])h, 2, "sess-A", 1000, &rep));
+    assert_int_equal(rep, 0);
+    ASSERT_OK(fp_pay_frames_check(f->pay, (const uint8_t(*)[16])h, 2, "sess-A", 1000, &rep)); /* a retry */
+    assert_int_equal(rep, 0);
+    ASSERT_OK(fp_pay_frames_check(f->pay, (const uint8_t(*)[16])&h[1], 3, "sess-B", 1000, &rep)); /* h[1] is A's */
+    assert_int_equal(rep, 1);
+    ASSERT_OK(fp_pay_frames_check(f->pay, (const uint8_t(*)[16])&h[2], 2, "sess-C", 1000, &rep)); /* B recorded them */
+    assert_int_equal(rep, 1);
+    /* the same frame twice in one attempt is not a replay of itself */
+    uint8_t twice[2][16];
+    memset(twice, 'z', sizeof twice);
+    ASSERT_OK(fp_pay_frames_check(f->pay, (const uint8_t(*)[16])twice, 2, "sess-D", 1000, &rep));
+    assert_int_equal(rep, 0);
+    /* kept across a reopen */
+    fp_pay_close(f->pay);
+    fp_store_close(f->store);
+    ASSERT_OK(fp_store_open(f->db, &f->key, &f->store));
+    fp_pay_options o = test_options(f);
+    ASSERT_OK(fp_pay_open(f->store, &o, &f->pay));
+    ASSERT_OK(fp_pay_frames_check(f->pay, (const uint8_t(*)[16])h, 1, "sess-E", 1000, &rep));
+    assert_int_equal(rep, 1);
+    /* forgotten after the ttl */
+    atomic_fetch_add(&f->now, 1000);
+    ASSERT_OK(fp_pay_frames_check(f->pay, (const uint8_t(*)[16])h, 1, "sess-F", 1000, &rep));
+    assert_int_equal(rep, 0);
+    /* bad arguments */
+    ASSERT_STATUS(fp_pay_frames_check(NULL, (const uint8_t(*)[16])h, 1, "s", 1000, &rep), FP_ERR_INVALID_ARG);
+    ASSERT_STATUS(fp_pay_frames_check(f->pay, NULL, 1, "s", 1000, &rep), FP_ERR_INVALID_ARG);
+    ASSERT_STATUS(fp_pay_frames_check(f->pay, (const uint8_t(*)[16])h, -1, "s", 1000, &rep), FP_ERR_INVALID_ARG);
+    ASSERT_STATUS(fp_pay_frames_check(f->pay, (const uint8_t(*)[16])h, FP_PAY_MAX_FRAME_HASHES + 1, "s", 1000, &rep),
+                  FP_ERR_INVALID_ARG);
+    ASSERT_STATUS(fp_pay_frames_check(f->pay, (const uint8_t(*)[16])h, 1, "", 1000, &rep), FP_ERR_INVALID_ARG);
+    ASSERT_STATUS(fp_pay_frames_check(f->pay, (const uint8_t(*)[16])h, 1, NULL, 1000, &rep), FP_ERR_INVALID_ARG);
+    ASSERT_STATUS(fp_pay_frames_check(f->pay, (const uint8_t(*)[16])h, 1, "s", 0, &rep), FP_ERR_INVALID_ARG);
+    ASSERT_STATUS(fp_pay_frames_check(f->pay, (const uint8_t(*)[16])h, 1, "s", 1000, NULL), FP_ERR_INVALID_ARG);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1940,6 +1984,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_api_key_scopes, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_schema_3_upgrade, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rate_limit, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_frames_replay_guard, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_evidence_chain_edit, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_evidence_chain_delete, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_customer_delete, fx_setup, fx_teardown),

@@ -20,7 +20,7 @@
  * face; two faces (group photos, and the enrolled customer with someone beside him); still photos
  * against an active challenge (spoof); insufficient funds; per-payment and daily limits.
  * Last: GDPR deletion, after which the customer's face pays nothing, the ledger self-check and the
- * evidence chain; and idempotency (a top-up, the first payment) across a server restart on the
+ * evidence chain; and idempotency (a top-up, the first payment) and the frame replay guard across a server restart on the
  * same database file.
  *
  * Payments need frames no earlier payment used (the server declines a replayed capture), so the
@@ -1583,6 +1583,19 @@ static void test_restart(void **state) {
     EXPECT_ERROR(&r, 409, "idempotency_conflict");
     resp_free(&r);
     expect_unmoved(&books, "franck", 0);
+    /* pay-1's frames in a new session: the replay guard is in the database, so the restarted server
+     * still knows them */
+    char sid[64];
+    new_session(sid, sizeof sid);
+    memset(&m, 0, sizeof m);
+    payment_body(&m, sid, 100, FRAMES_PAY, 3);
+    pay("restart-replay", &m, &r);
+    free(m.buf);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "status"), "declined");
+    assert_true(has_reason(r.json, "frames_replayed"));
+    resp_free(&r);
+    expect_unmoved(&books, "franck", 1); /* the declined attempt is recorded, no money moved */
     /* a new key still credits */
     post_json("/v1/customers/topper/topup", "Idempotency-Key: restart-3\r\n", "{\"amount\":1,\"currency\":\"EUR\"}", &r);
     EXPECT_STATUS(&r, 200);

@@ -20,8 +20,8 @@
 #include "store/store.h"
 
 /* Schema version this code needs (src/store/migrations.c): 2 added the pay_* tables, 3 the API
- * key scopes and top-up idempotency keys. */
-#define FP_PAY_SCHEMA_VERSION 3
+ * key scopes and top-up idempotency keys, 4 the frames of the replay guard. */
+#define FP_PAY_SCHEMA_VERSION 4
 
 #define FP_PAY_BUCKETS 256 /* hash slots of the per-key token buckets */
 

@@ -28,15 +28,13 @@
 
 #define THUMB_SIDE 128 /* evidence thumbnails: enough to recognise a face, small enough to keep */
 
-void srv_frame_hash(const fp_image *img, char hex[33]) {
-    uint8_t h[16];
+void srv_frame_hash(const fp_image *img, uint8_t out[16]) {
     crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, sizeof h);
+    crypto_generichash_init(&st, NULL, 0, 16);
     int32_t wh[2] = {img->width, img->height};
     crypto_generichash_update(&st, (const unsigned char *)wh, sizeof wh);
     crypto_generichash_update(&st, img->rgb, (size_t)img->width * (size_t)img->height * 3);
-    crypto_generichash_final(&st, h, sizeof h);
-    sodium_bin2hex(hex, 33, h, sizeof h);
+    crypto_generichash_final(&st, out, 16);
 }
 
 void srv_pay_analysis_free(srv_pay_analysis *a) {

@@ -132,7 +132,6 @@ struct fp_server {
 
     srv_map sessions; /* challenge sessions by id */
     srv_map idem;     /* idempotency records by merchant "\x1f" key */
-    srv_map frames;   /* pixel hashes of frames used in payments -> session id */
 
     pthread_mutex_t enroll_lock; /* look-alike check + template writes of one enrollment at a time */
 
@@ -284,8 +283,8 @@ typedef struct srv_enroll_outcome {
 void srv_enroll(fp_server *s, fp_session *ses, const char *user_id, const fp_image *imgs, const double *t_ms,
                 int n, const char *video_path, int target, srv_enroll_outcome *out);
 
-/* Pixel hash (BLAKE2b-128 of size and pixels) of a frame, as 32 hex characters. */
-void srv_frame_hash(const fp_image *img, char hex[33]);
+/* Pixel hash (BLAKE2b-128 of size and pixels) of a frame: what the replay guard remembers. */
+void srv_frame_hash(const fp_image *img, uint8_t out[16]);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Routes                                                                                       */

@@ -346,26 +346,6 @@ static void payment_hash(const char *terminal, int64_t amount, const char *curre
     crypto_hash_sha256_final(&hs, out);
 }
 
-/* 1 when any frame was already used by a payment attempt in another session. The frames are
- * recorded for this session in the same critical section, so two attempts racing with the same
- * frames cannot both pass; a retry in the same session (after a 503) is not a replay. */
-static int frames_check_and_record(fp_server *s, char (*hash)[33], int n, const char *session) {
-    int replayed = 0;
-    pthread_mutex_lock(&s->frames.lock);
-    srv_map_expire(&s->frames, srv_now_ms());
-    for (int i = 0; i < n; i++) {
-        srv_entry *e = srv_map_get(&s->frames, hash[i]);
-        if (e) {
-            replayed |= strcmp((const char *)e->val, session) != 0;
-            continue;
-        }
-        char *v = strdup(session);
-        if (v && !srv_map_put(&s->frames, hash[i], v, srv_now_ms() + FRAME_TTL_MS)) free(v);
-    }
-    pthread_mutex_unlock(&s->frames.lock);
-    return replayed;
-}
-
 /* A retry the server's memory does not know (it restarted, or the record aged out): the ledger's
  * record of the key answers, before the session is looked at (sessions live in memory and die with
  * the process). The frames cannot be compared (the ledger keeps their decision, not their bytes),
@@ -405,7 +385,7 @@ void srv_route_payment_create(srv_req *rq, srv_resp *r) {
     int64_t payment_id = 0;
     fp_image *imgs = NULL;
     double *t = NULL;
-    char(*hash)[33] = NULL;
+    uint8_t(*hash)[16] = NULL;
     srv_session ss;
     srv_pay_analysis an;
     memset(&an, 0, sizeof an);
@@ -450,7 +430,14 @@ void srv_route_payment_create(srv_req *rq, srv_resp *r) {
         goto out;
     }
     for (int i = 0; i < f.n_frames; i++) srv_frame_hash(&imgs[i], hash[i]);
-    int replayed = frames_check_and_record(s, hash, f.n_frames, session);
+    /* the replay guard lives in the database (fp_pay_frames_check): a capture used before a restart
+     * is still recognised after it; a retry in the same session (after a 503) is not a replay */
+    int replayed = 0;
+    fp_status fst = fp_pay_frames_check(s->pay, (const uint8_t(*)[16])hash, f.n_frames, session, FRAME_TTL_MS, &replayed);
+    if (fst) {
+        srv_error_status(r, fst, "recording the frames");
+        goto out;
+    }
     fp_session *ses = srv_worker_get(s, s->o.worker_wait_ms);
     if (!ses) {
         srv_error(r, 503, "busy", NULL, "every analysis worker is busy; retry");

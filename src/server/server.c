@@ -581,8 +581,8 @@ static void *housekeeper(void *arg) {
         else if (voided && !s->o.quiet)
             fprintf(stderr, "facepay serve: %d expired step-up(s) voided\n", voided);
         int64_t now = srv_now_ms();
-        srv_map *maps[] = {&s->sessions, &s->idem, &s->frames};
-        for (size_t i = 0; i < 3; i++) {
+        srv_map *maps[] = {&s->sessions, &s->idem};
+        for (size_t i = 0; i < 2; i++) {
             pthread_mutex_lock(&maps[i]->lock);
             srv_map_expire(maps[i], now);
             pthread_mutex_unlock(&maps[i]->lock);
@@ -640,7 +640,6 @@ void fp_server_stop(fp_server *s) {
     fp_store_close(s->store);
     srv_map_destroy(&s->sessions);
     srv_map_destroy(&s->idem);
-    srv_map_destroy(&s->frames);
     pthread_mutex_destroy(&s->pool_lock);
     pthread_cond_destroy(&s->pool_cv);
     pthread_mutex_destroy(&s->enroll_lock);
@@ -684,8 +683,7 @@ fp_status fp_server_start(const fp_server_options *opts, fp_server **out) {
     pthread_mutex_init(&s->hk_lock, NULL);
     pthread_cond_init(&s->hk_cv, NULL);
     fp_status st = FP_OK;
-    if (srv_map_init(&s->sessions, 1 << 16, 100000, free) || srv_map_init(&s->idem, 1 << 16, 100000, free_idem) ||
-        srv_map_init(&s->frames, 1 << 18, 500000, free)) {
+    if (srv_map_init(&s->sessions, 1 << 16, 100000, free) || srv_map_init(&s->idem, 1 << 16, 100000, free_idem)) {
         st = fp_fail(FP_ERR_NOMEM, "out of memory");
         goto fail;
     }

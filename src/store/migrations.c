@@ -317,6 +317,17 @@ const fp_migration fp_store_migrations[] = {
      "DROP TABLE pay_idempotency;"
      "ALTER TABLE pay_idempotency_v3 RENAME TO pay_idempotency;",
      NULL},
+    /* Version 4: the replay guard's memory of captured frames (issue 6; src/pay/frames.c), so a
+     * frame set used before a server restart is still recognised after it. A row per frame: its
+     * pixel hash, the payment session that first used it, and when the row may be forgotten. */
+    {4, "payments: frames used by payment attempts (replay guard)",
+     "CREATE TABLE pay_frames_seen("
+     "  hash BLOB PRIMARY KEY CHECK (length(hash) = 16),"
+     "  session TEXT NOT NULL CHECK (length(CAST(session AS BLOB)) BETWEEN 1 AND 127),"
+     "  expires_ms INTEGER NOT NULL"
+     ") STRICT, WITHOUT ROWID;"
+     "CREATE INDEX pay_frames_seen_by_expiry ON pay_frames_seen(expires_ms);",
+     NULL},
 };
 const int fp_store_n_migrations = (int)(sizeof fp_store_migrations / sizeof fp_store_migrations[0]);
 
