@@ -641,31 +641,38 @@ static int enroll(cli *c, const char *id, const char *const *files, int n) {
     return rc;
 }
 
-static int topup(cli *c, int who, long long amount, int n) {
-    char path[96], idem[48], body[96];
+/* The set-up's top-ups, in payment slots' worth (amount = per_slot x run.n_payments) or fixed: franck's
+ * money runs out near the end of the run (about 63 % of the slots are his new keys, 25.50 on
+ * average), so the last payments are declined for insufficient funds, concurrently. */
+static const struct {
+    int who, n;                   /* customer, and the n of its Idempotency-Key "topup-<id>-<n>" */
+    long long per_slot, fixed;
+} SETUP_TOPUPS[] = {{FRANCK, 1, 1000, 0}, {FRANCK, 2, 500, 0}, {CAGE, 1, 100, 0}, {AUDREY, 1, 0, 12345}};
+#define N_SETUP_TOPUPS (int)(sizeof SETUP_TOPUPS / sizeof SETUP_TOPUPS[0])
+
+static long long setup_topup_amount(int i) { return SETUP_TOPUPS[i].per_slot * run.n_payments + SETUP_TOPUPS[i].fixed; }
+
+/* POST /v1/customers/<who>/topup with an Idempotency-Key; *out (may be NULL) gets the JSON answer. */
+static int send_topup(cli *c, int who, const char *idem, long long amount, json_t **out) {
+    char path[96], body[96];
     snprintf(path, sizeof path, "/v1/customers/%s/topup", CUST_ID[who]);
-    snprintf(idem, sizeof idem, "topup-%s-%d", CUST_ID[who], n);
     snprintf(body, sizeof body, "{\"amount\":%lld,\"currency\":\"EUR\"}", amount);
-    if (post_json(c, path, idem, body, 200, NULL)) return -1;
-    run.topup[who] += amount;
-    return 0;
+    return post_json(c, path, idem, body, 200, out);
+}
+
+static void setup_topup_key(int i, char *idem, size_t cap) {
+    snprintf(idem, cap, "topup-%s-%d", CUST_ID[SETUP_TOPUPS[i].who], SETUP_TOPUPS[i].n);
 }
 
 /* After the restart: the set-up's top-ups sent again with their keys must come back as replays of
  * the first credit (the key lives in the ledger, not in the killed process), and a new top-up sent
  * twice credits once. The wallet and books checks then see any second credit. */
 static int topups_after_restart(cli *c) {
-    static const struct { int who, n; } again[] = {{FRANCK, 1}, {FRANCK, 2}, {CAGE, 1}, {AUDREY, 1}};
-    long long first[N_CUST] = {0};
-    first[FRANCK] = run.n_payments * 1000LL, first[CAGE] = run.n_payments * 100LL, first[AUDREY] = 12345;
-    for (size_t i = 0; i < sizeof again / sizeof again[0]; i++) {
-        char path[96], idem[48], body[96];
-        long long amount = again[i].n == 2 ? run.n_payments * 500LL : first[again[i].who];
-        snprintf(path, sizeof path, "/v1/customers/%s/topup", CUST_ID[again[i].who]);
-        snprintf(idem, sizeof idem, "topup-%s-%d", CUST_ID[again[i].who], again[i].n);
-        snprintf(body, sizeof body, "{\"amount\":%lld,\"currency\":\"EUR\"}", amount);
+    for (int i = 0; i < N_SETUP_TOPUPS; i++) {
+        char idem[48];
+        setup_topup_key(i, idem, sizeof idem);
         json_t *j = NULL;
-        int rc = post_json(c, path, idem, body, 200, &j);
+        int rc = send_topup(c, SETUP_TOPUPS[i].who, idem, setup_topup_amount(i), &j);
         int replayed = j && json_is_true(json_object_get(j, "replayed"));
         json_decref(j);
         if (rc || !replayed) {
@@ -677,7 +684,7 @@ static int topups_after_restart(cli *c) {
     json_int_t txn[2] = {0, 0};
     for (int k = 0; k < 2; k++) {
         json_t *j = NULL;
-        int rc = post_json(c, "/v1/customers/audrey/topup", "topup-audrey-after", "{\"amount\":777,\"currency\":\"EUR\"}", 200, &j);
+        int rc = send_topup(c, AUDREY, "topup-audrey-after", 777, &j);
         txn[k] = j ? json_integer_value(json_object_get(j, "txn_id")) : 0;
         json_decref(j);
         if (rc || txn[k] <= 0) return -1;
@@ -706,12 +713,12 @@ static int setup_customers(cli *c) {
         fr[i] = names[i];
     }
     if (enroll(c, "franck", fr, 6) || enroll(c, "cage", cg, 2)) return -1;
-    /* franck's money runs out near the end of the run (about 63 % of the slots are his new keys,
-     * 25.50 on average): the last payments are declined for insufficient funds, concurrently */
-    long long n = run.n_payments;
-    if (topup(c, FRANCK, n * 1000, 1) || topup(c, FRANCK, n * 500, 2) || topup(c, CAGE, n * 100, 1) ||
-        topup(c, AUDREY, 12345, 1))
-        return -1;
+    for (int i = 0; i < N_SETUP_TOPUPS; i++) {
+        char idem[48];
+        setup_topup_key(i, idem, sizeof idem);
+        if (send_topup(c, SETUP_TOPUPS[i].who, idem, setup_topup_amount(i), NULL)) return -1;
+        run.topup[SETUP_TOPUPS[i].who] += setup_topup_amount(i);
+    }
     return 0;
 }
 

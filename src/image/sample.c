@@ -124,11 +124,10 @@ fp_status fp_warp_inverse(const fp_image *img, const double Minv[6], int out_w, 
     if (!Minv) return fp_fail(FP_ERR_INVALID_ARG, "fp_warp_inverse: NULL matrix");
     const int ch = fp_norm_channels(norm);
     const int W = img->width, H = img->height;
-    /* the common RGB normalisation with its factors in locals: a float store into `out` may alias
-     * *norm, so finish_pixel reloads them for every pixel */
-    const int plain_rgb = norm && !norm->gray && !norm->bgr;
-    const double m0 = norm ? norm->mul[0] : 1, m1 = norm ? norm->mul[1] : 1, m2 = norm ? norm->mul[2] : 1;
-    const double a0 = norm ? norm->add[0] : 0, a1 = norm ? norm->add[1] : 0, a2 = norm ? norm->add[2] : 0;
+    /* the normalisation copied into a local: a float store into `out` may alias *norm, so reading it
+     * through the caller's pointer reloads every factor for every pixel */
+    fp_norm local;
+    const fp_norm *nrm = norm ? (local = *norm, &local) : NULL;
     for (int v = 0; v < out_h; v++) {
         /* (Minv[0]*u + Minv[1]*v) + Minv[2], as before: the row products computed once */
         const double rx = Minv[1] * v, ry = Minv[4] * v;
@@ -148,13 +147,7 @@ fp_status fp_warp_inverse(const fp_image *img, const double Minv[6], int out_w, 
                     const double a = U8_DOUBLE[p0[k]], b = U8_DOUBLE[p0[3 + k]], c = U8_DOUBLE[p1[k]], d = U8_DOUBLE[p1[3 + k]];
                     s[k] = (float)((a * gx + b * fx) * gy + (c * gx + d * fx) * fy);
                 }
-                if (plain_rgb) {
-                    dst[0] = (float)((double)s[0] * m0 + a0);
-                    dst[1] = (float)((double)s[1] * m1 + a1);
-                    dst[2] = (float)((double)s[2] * m2 + a2);
-                } else {
-                    finish_pixel(s, norm, dst);
-                }
+                finish_pixel(s, nrm, dst);
             } else {
                 sample_pixel(img, xs, ys, border, norm, dst);
             }
